@@ -1,0 +1,83 @@
+/**
+ * struct bpf_map: what every map type shares. The userspace side of the bpf() syscall
+ * (BPF_MAP_LOOKUP_ELEM, _UPDATE_ELEM, _DELETE_ELEM, _GET_NEXT_KEY) is one method each; keys are what
+ * the type takes (bytes for hash and array, a cgroup/task/socket/inode for local storage, where the
+ * kernel takes an fd), values are bytes of exactly value_size.
+ */
+import { BpfMapType, MAP_TYPE_NAME, bpfError } from '../../uapi';
+import { BpfObject } from '../object';
+import type { Kernel } from '../kernel';
+import type { ValueSchema } from './schema';
+
+export interface MapSpec {
+  type: BpfMapType;
+  /** BPF_OBJ_NAME_LEN is 16 with the NUL: at most 15 characters of [A-Za-z0-9_.]. */
+  name?: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+  /** BTF's role: the key and value types. Local storage maps require both, as the kernel does. */
+  btf?: {
+    key?: ValueSchema;
+    value?: ValueSchema;
+  };
+}
+
+export abstract class BpfMap extends BpfObject {
+  readonly kind = 'map' as const;
+  readonly type: BpfMapType;
+  readonly name: string;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  readonly keySchema: ValueSchema | undefined;
+  readonly valueSchema: ValueSchema | undefined;
+  protected readonly kernel: Kernel;
+
+  protected constructor(kernel: Kernel, spec: MapSpec) {
+    super(kernel.mapIdr);
+    this.kernel = kernel;
+    this.type = spec.type;
+    this.name = spec.name ?? '';
+    this.keySize = spec.keySize;
+    this.valueSize = spec.valueSize;
+    this.maxEntries = spec.maxEntries;
+    this.flags = spec.flags ?? 0;
+    this.keySchema = spec.btf?.key;
+    this.valueSchema = spec.btf?.value;
+  }
+
+  get typeName(): string {
+    return MAP_TYPE_NAME[this.type];
+  }
+
+  /** BPF_MAP_LOOKUP_ELEM: a copy of the value; ENOENT when absent. */
+  abstract lookupElem(key: unknown, flags?: number): Uint8Array;
+  /** BPF_MAP_UPDATE_ELEM with BPF_ANY / BPF_NOEXIST / BPF_EXIST, optionally | BPF_F_LOCK. */
+  abstract updateElem(key: unknown, value: Uint8Array, flags?: number): void;
+  /** BPF_MAP_DELETE_ELEM */
+  abstract deleteElem(key: unknown): void;
+  /** BPF_MAP_GET_NEXT_KEY: the first key for null, ENOENT after the last. */
+  getNextKey(_key: unknown): unknown {
+    throw bpfError('ENOTSUPP', `${this.typeName} map ${this.id} cannot be enumerated (get_next_key)`);
+  }
+  /** Bytes this map holds now (map_mem_usage, what bpftool shows as memlock). */
+  abstract memUsage(): number;
+
+  protected checkValue(value: Uint8Array): void {
+    if (!(value instanceof Uint8Array) || value.length !== this.valueSize) {
+      throw bpfError('EINVAL', `value must be ${this.valueSize} bytes, got ${value instanceof Uint8Array ? value.length : typeof value}`);
+    }
+  }
+}
+
+/**
+ * struct bpf_map_ops, the creation half: map_alloc_check validates the attributes with the kernel's
+ * errnos before anything is allocated; map_alloc builds the map (the creator owns its reference).
+ */
+export interface MapOps {
+  allocCheck(spec: MapSpec): void;
+  alloc(kernel: Kernel, spec: MapSpec): BpfMap;
+}
