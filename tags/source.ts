@@ -14,6 +14,10 @@ export type InterfaceFile =
   | 'cgroup.stat'
   | 'cgroup.controllers'
   | 'cgroup.subtree_control'
+  | 'cgroup.type'
+  | 'cgroup.freeze'
+  | 'cgroup.max.depth'
+  | 'cgroup.max.descendants'
   | 'cpu.stat'
   | 'cpu.pressure'
   | 'io.pressure'
@@ -23,6 +27,33 @@ export type InterfaceFile =
   | 'memory.events'
   | 'memory.max'
   | 'memory.peak';
+
+/**
+ * Names that are files, not child cgroups, in every cgroup2 directory: the core files of
+ * kernel/cgroup/cgroup.c (cgroup_base_files, cgroup_psi_files) whatever the controllers. A bpffs
+ * mkdir of one of these names in a tagged directory finds a kernfs node that is not a directory.
+ */
+export const INTERFACE_FILES: ReadonlySet<string> = new Set([
+  'cgroup.type',
+  'cgroup.procs',
+  'cgroup.threads',
+  'cgroup.controllers',
+  'cgroup.subtree_control',
+  'cgroup.events',
+  'cgroup.max.descendants',
+  'cgroup.max.depth',
+  'cgroup.stat',
+  'cgroup.stat.local',
+  'cgroup.freeze',
+  'cgroup.kill',
+  'cgroup.pressure',
+  'cpu.stat',
+  'cpu.stat.local',
+  'cpu.pressure',
+  'io.pressure',
+  'memory.pressure',
+  'irq.pressure',
+]);
 
 export interface ReconcileResult {
   /** cgroups found on the source that the hierarchy did not have. */

@@ -4,7 +4,7 @@
  * the type takes (bytes for hash and array, a cgroup/task/socket/inode for local storage, where the
  * kernel takes an fd), values are bytes of exactly value_size.
  */
-import { BpfMapType, MAP_TYPE_NAME, bpfError } from '../../uapi';
+import { BPF_F_LOCK, BpfMapType, MAP_TYPE_NAME, bpfError } from '../../uapi';
 import { BpfObject } from '../object';
 import type { Kernel } from '../kernel';
 import type { ValueSchema } from './schema';
@@ -66,6 +66,32 @@ export abstract class BpfMap extends BpfObject {
   /** Bytes this map holds now (map_mem_usage, what bpftool shows as memlock). */
   abstract memUsage(): number;
 
+  /** The value carries a bpf_spin_lock (btf_record_has_field(map->record, BPF_SPIN_LOCK)). */
+  get hasSpinLock(): boolean {
+    return (this.valueSchema?.spinLockOffset ?? -1) >= 0;
+  }
+
+  /**
+   * A key as bytes of exactly key_size. For convenience a number or bigint is accepted too and
+   * encoded little-endian into key_size bytes (negative values as two's complement), the way a C
+   * integer key sits in memory on the targets vbpffs models. EINVAL for anything else.
+   */
+  protected keyBytes(key: unknown): Uint8Array {
+    if (key instanceof Uint8Array) {
+      if (key.length !== this.keySize) throw bpfError('EINVAL', `key must be ${this.keySize} bytes, got ${key.length}`);
+      return key;
+    }
+    if ((typeof key === 'number' && Number.isSafeInteger(key)) || typeof key === 'bigint') {
+      return encodeIntKey(BigInt(key), this.keySize);
+    }
+    throw bpfError('EINVAL', `key must be ${this.keySize} bytes or an integer`);
+  }
+
+  /** map_lookup_elem/map_update_elem in syscall.c: BPF_F_LOCK needs a bpf_spin_lock in the value. */
+  protected checkLockFlag(flags: number): void {
+    if (flags & BPF_F_LOCK && !this.hasSpinLock) throw bpfError('EINVAL', 'BPF_F_LOCK on a value without bpf_spin_lock');
+  }
+
   protected checkValue(value: Uint8Array): void {
     if (!(value instanceof Uint8Array) || value.length !== this.valueSize) {
       throw bpfError('EINVAL', `value must be ${this.valueSize} bytes, got ${value instanceof Uint8Array ? value.length : typeof value}`);
@@ -80,4 +106,34 @@ export abstract class BpfMap extends BpfObject {
 export interface MapOps {
   allocCheck(spec: MapSpec): void;
   alloc(kernel: Kernel, spec: MapSpec): BpfMap;
+  /**
+   * map_check_btf: the type's own rules for the key and value types, run after the common ones. A
+   * type that has it may be created with a value type and no key type (it then decides).
+   */
+  checkBtf?(spec: MapSpec): void;
+}
+
+/**
+ * What the map helpers reach for maps whose programs use bpf_map_lookup_elem/update_elem/delete_elem
+ * (hash, array). Like the kernel's helpers they never throw: lookup gives the live value bytes (the
+ * program writes in place) or null, update and delete give 0 or a negative errno.
+ */
+export interface ProgMapAccess {
+  bpfMapLookupElem(key: unknown): Uint8Array | null;
+  bpfMapUpdateElem(key: unknown, value: Uint8Array, flags: number): number;
+  bpfMapDeleteElem(key: unknown): number;
+}
+
+export function hasProgMapAccess(map: BpfMap): map is BpfMap & ProgMapAccess {
+  return typeof (map as Partial<ProgMapAccess>).bpfMapLookupElem === 'function';
+}
+
+/** Little-endian two's-complement encoding of an integer key into `size` bytes; EINVAL if it does not fit. */
+export function encodeIntKey(v: bigint, size: number): Uint8Array {
+  const bits = BigInt(size * 8);
+  if (v < -(1n << (bits - 1n)) || v >= 1n << bits) throw bpfError('EINVAL', `key ${v} does not fit ${size} bytes`);
+  let u = BigInt.asUintN(size * 8, v);
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++, u >>= 8n) out[i] = Number(u & 0xffn);
+  return out;
 }

@@ -1,0 +1,15 @@
+/**
+ * tags/host: the host's cgroup2 hierarchy as a CgroupSource, the mountinfo lookup behind it, and the
+ * host's tasks. The scan worker, watches and diff are this folder's own business.
+ */
+export { HostCgroupSource, type HostSourceOptions } from './host-source';
+export {
+  CGROUP2_SUPER_MAGIC,
+  findCgroup2Mount,
+  parseMountinfo,
+  parseMountinfoLine,
+  pickCgroup2Mount,
+  type FindCgroup2Options,
+  type MountInfo,
+} from './mountinfo';
+export { cgroupPids, cgroupTasks, hostTask, readTaskInfo, taskCgroupPath, taskComm, type HostTaskInfo } from './tasks';
