@@ -1,0 +1,8 @@
+/**
+ * progs/: the BPF object model. Objects with kernel-like ids and references (Kernel, BpfObject,
+ * Handle) and the maps; programs and links join in later issues. The only file layers above import.
+ */
+export { Kernel, type KernelOptions, type TaskResolver } from './kernel';
+export { BpfObject, Handle, type ObjectKind } from './object';
+export { IdTable, ID_MAX } from './idr';
+export * from './maps';
