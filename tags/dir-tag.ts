@@ -16,7 +16,7 @@
 import createDebug from 'debug';
 import { bpfError } from '../uapi';
 import type { KernfsNode } from './kernfs-node';
-import { INTERFACE_FILES } from './source';
+import { isCgroupfsFileName } from './source';
 
 const debug = createDebug('vbpffs:tags');
 
@@ -67,7 +67,14 @@ export class InheritList<T> {
     const entries = [...this.#entries.values()];
     this.#entries.clear();
     debug('inherit list freed with %d entries', entries.length);
-    for (const e of entries) this.#ops.put(e.obj);
+    // Each put on its own: one that throws must not leak the references of the entries after it.
+    for (const e of entries) {
+      try {
+        this.#ops.put(e.obj);
+      } catch (err) {
+        debug('inherit list free: put of %s failed: %O', e.name, err);
+      }
+    }
   }
 
   /**
@@ -116,16 +123,22 @@ export class DirTag<T> {
 
   /**
    * The tag of a new directory `name` under a tagged one (tag_dir_inode): the name must be a live
-   * child cgroup. ENOENT when there is none (the directory must not be made); EPERM when the name
-   * is a cgroupfs interface file, which kernfs finds but which is not a directory. (In the RFC the
-   * bpffs dot rule refuses such names first, also with EPERM; every interface file has a dot.)
+   * child cgroup. Otherwise the kernel's rule is "EPERM if kernfs finds the name and it is not a
+   * directory, ENOENT if it finds nothing". Every cgroupfs file name contains a dot, but so may a
+   * cgroup name (system.slice), so a dot alone decides nothing. The rule here: a name that is not a
+   * live child cgroup and has the shape of an interface file, `<controller>.<knob>` for a known
+   * controller or a core file (isCgroupfsFileName: memory.current, cpu.max, io.stat, pids.max,
+   * cgroup.procs, ...), is EPERM; any other name is ENOENT. It is decided from the name, not by asking
+   * the source: a knob of a controller not enabled in that cgroup gives EPERM where the kernel would
+   * give ENOENT; either way the directory is not made. (In the RFC the bpffs dot rule refuses every
+   * dotted name first, also with EPERM.)
    */
   static tagChild<T>(parent: DirTag<T>, name: string): DirTag<T> {
     if (parent.#destroyed) throw bpfError('ENOENT', `tag of ${parent.node.path} is destroyed`);
-    if (INTERFACE_FILES.has(name)) throw bpfError('EPERM', `${name} in cgroup ${parent.node.path} is not a directory`);
     const kn = parent.node.child(name);
-    if (kn === undefined || !kn.tryGet()) throw bpfError('ENOENT', `no cgroup ${name} under ${parent.node.path}`);
-    return new DirTag(kn, parent.inherit.get());
+    if (kn !== undefined && kn.tryGet()) return new DirTag(kn, parent.inherit.get());
+    if (isCgroupfsFileName(name)) throw bpfError('EPERM', `${name} in cgroup ${parent.node.path} is not a directory`);
+    throw bpfError('ENOENT', `no cgroup ${name} under ${parent.node.path}`);
   }
 
   get destroyed(): boolean {

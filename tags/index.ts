@@ -5,7 +5,14 @@
  */
 export { KernfsNode, type CgroupState } from './kernfs-node';
 export { CgroupHierarchy, type HierarchyEvents } from './hierarchy';
-export { INTERFACE_FILES, type CgroupSource, type InterfaceFile, type ReconcileResult } from './source';
+export {
+  CGROUPFS_FILE_PREFIXES,
+  INTERFACE_FILES,
+  isCgroupfsFileName,
+  type CgroupSource,
+  type InterfaceFile,
+  type ReconcileResult,
+} from './source';
 export { Task, type TaskResolver } from './task';
 export { DirTag, InheritList, type InheritEntry, type InheritOps, type TagType } from './dir-tag';
 export { SimCgroupSource, type SimSourceOptions } from './sim/source';
@@ -19,4 +26,4 @@ export {
   type WorkloadChange,
 } from './sim/workload';
 export { PSI_PERIOD_NS, PsiGroup, type PsiResource } from './sim/psi';
-export { HostCgroupSource, findCgroup2Mount, type HostSourceOptions } from './host';
+export { HostCgroupSource, findCgroup2Mount, type HostSourceOptions, type HostSourceStatus } from './host';

@@ -55,6 +55,40 @@ export const INTERFACE_FILES: ReadonlySet<string> = new Set([
   'irq.pressure',
 ]);
 
+/**
+ * The controllers whose interface files a cgroup2 directory may hold (`<controller>.<knob>`), plus the
+ * core prefixes: `cgroup` (cgroup_base_files) and `irq` (irq.pressure, a core PSI file). perf_event
+ * and freezer are left out: on cgroup2 they have no files of their own (freezing is cgroup.freeze).
+ */
+export const CGROUPFS_FILE_PREFIXES: ReadonlySet<string> = new Set([
+  'cgroup',
+  'irq',
+  'cpu',
+  'cpuset',
+  'io',
+  'memory',
+  'pids',
+  'rdma',
+  'hugetlb',
+  'misc',
+  'dmem',
+]);
+
+const CGROUPFS_FILE_NAME = /^([a-z_]+)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*$/;
+
+/**
+ * Whether a name has the shape of a cgroupfs interface file: `<controller>.<knob>` for a known
+ * controller (memory.current, cpu.max, io.stat, pids.max, hugetlb.2MB.max, memory.swap.max, ...) or a
+ * core file. It says nothing of whether this host has the file (its controller may not be enabled
+ * here): tags use it only for names that are not a live child cgroup, where a kernfs lookup would
+ * find a file or nothing, and both refuse a bpffs mkdir.
+ */
+export function isCgroupfsFileName(name: string): boolean {
+  if (INTERFACE_FILES.has(name)) return true;
+  const m = CGROUPFS_FILE_NAME.exec(name);
+  return m !== null && CGROUPFS_FILE_PREFIXES.has(m[1]!);
+}
+
 export interface ReconcileResult {
   /** cgroups found on the source that the hierarchy did not have. */
   added: number;

@@ -18,8 +18,11 @@ const debug = createDebug('vbpffs:tags');
 export class Task {
   readonly pid: number;
   readonly comm: string;
-  /** The owner's local storage pointer (task->bpf_storage), opaque to this layer. */
-  bpfStorage: object | null = null;
+  /**
+   * The task's local storage (task->bpf_storage), opaque to this layer but for its destroy(), which
+   * release calls as free_task calls bpf_task_storage_free.
+   */
+  bpfStorage: { destroy(): void } | null = null;
 
   #cgroup: KernfsNode;
   #dying = false;
@@ -99,11 +102,12 @@ export class Task {
   #release(): void {
     const hooks = this.#hooks;
     this.#hooks = [];
-    for (const hook of hooks) {
+    const storage = this.bpfStorage;
+    for (const step of storage === null ? hooks : [...hooks, () => storage.destroy()]) {
       try {
-        hook();
+        step();
       } catch (e) {
-        debug('release hook of task %d failed: %O', this.pid, e);
+        debug('release of task %d: a step failed: %O', this.pid, e);
       }
     }
     debug('task %d released', this.pid);

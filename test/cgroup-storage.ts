@@ -245,3 +245,117 @@ t.test('memUsage grows with the storages the map holds', (t) => {
   t.same(m.storages().map((s) => s.cgroup.id), [11, 10]);
   t.end();
 });
+
+const encode = (id: bigint): Uint8Array => {
+  const k = new Uint8Array(8);
+  new DataView(k.buffer).setBigUint64(0, id, true);
+  return k;
+};
+
+t.test('map->list is intrusive: unlinking at the head, middle and tail keeps the get_next_key order', (t) => {
+  const root = new KernfsNode(1, '', null);
+  const cgs = [10, 11, 12, 13, 14].map((id) => new KernfsNode(id, `c${id}`, root));
+  const m = storageMap({ keySize: 8 });
+  const st = cgs.map((c) => cgroupStoragesAlloc(m, c, INGRESS).storage);
+  const order = (): number[] => {
+    const out: number[] = [];
+    for (let k: Uint8Array | null = null; ; ) {
+      try {
+        k = m.getNextKey(k);
+      } catch {
+        return out;
+      }
+      out.push(Number(new DataView(k.buffer).getBigUint64(0, true)));
+    }
+  };
+  t.same(order(), [14, 13, 12, 11, 10]);
+  cgroupStorageFree(st[2]!);
+  t.same(order(), [14, 13, 11, 10], 'middle');
+  cgroupStorageFree(st[4]!);
+  t.same(order(), [13, 11, 10], 'head');
+  cgroupStorageFree(st[0]!);
+  t.same(order(), [13, 11], 'tail');
+  t.same(m.storages().map((s) => s.cgroup.id), [13, 11]);
+  t.equal(m.count, 2);
+  t.same(m.getNextKey(13n), encode(11n));
+  t.throws(() => m.getNextKey(12n), { code: 'ENOENT' }, 'a freed key is not in the map');
+  cgroupStoragesAlloc(m, cgs[2]!, INGRESS);
+  t.same(order(), [12, 13, 11], 'a new storage goes to the head');
+  t.end();
+});
+
+t.test('unlink and get_next_key are O(1): a 20,000-storage dump and map free take well under a second', (t) => {
+  const N = 20_000;
+  const root = new KernfsNode(1, '', null);
+  const kernel = new Kernel();
+  const h = createMap<CgroupStorageMap>(kernel, spec());
+  const m = h.object;
+  const cgs: KernfsNode[] = [];
+  for (let i = 0; i < N; i++) {
+    const c = new KernfsNode(100 + i, `c${i}`, root);
+    cgs.push(c);
+    cgroupStoragesAlloc(m, c, INGRESS);
+  }
+  const start = process.hrtime.bigint();
+  let n = 0;
+  for (let k: Uint8Array | null = null; ; n++) {
+    try {
+      k = m.getNextKey(k);
+    } catch {
+      break;
+    }
+  }
+  t.equal(n, N);
+  const dumped = process.hrtime.bigint();
+  // Half the cgroups go first (cgroup_bpf_release), then the map (cgroup_storage_map_free).
+  for (let i = 0; i < N; i += 2) cgs[i]!.kill();
+  t.equal(m.count, N / 2);
+  h.close();
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  t.comment(`dump ${Number(dumped - start) / 1e6} ms`);
+  t.equal(m.count, 0);
+  t.ok(ms < 1000, `dump + free of ${N} storages in ${ms.toFixed(0)} ms`);
+  t.end();
+});
+
+t.test('a struct key whose cgroup_inode_id is not a __u64 integer, or whose attach_type is not a __u32, is EINVAL', (t) => {
+  const { a } = tree();
+  const m = storageMap();
+  cgroupStoragesAlloc(m, a, EGRESS);
+  for (const bad of [1.5, 'abc', undefined, null, Number.NaN, {}, 2n ** 64n, -(2n ** 63n) - 1n]) {
+    t.throws(() => m.lookupElem({ cgroup_inode_id: bad as never }), { code: 'EINVAL' }, `cgroup_inode_id ${String(bad)}`);
+  }
+  for (const bad of [-1, 1.5, 2 ** 32, '1', null]) {
+    t.throws(() => m.lookupElem({ cgroup_inode_id: 10, attach_type: bad as never }), { code: 'EINVAL' }, `attach_type ${String(bad)}`);
+  }
+  t.same(m.lookupElem({ cgroup_inode_id: 10n, attach_type: EGRESS }), new Uint8Array(8));
+  t.throws(() => m.getNextKey({ cgroup_inode_id: 10, attach_type: EGRESS }), { code: 'ENOENT' }, 'the only key has no next');
+  t.throws(() => m.lookupElem({ cgroup_inode_id: 10 }), { code: 'ENOENT' }, 'attach_type left out is 0');
+  t.throws(() => m.lookupElem({ cgroup_inode_id: -(2n ** 63n) }), { code: 'ENOENT' }, 'a negative id wraps, like its bytes');
+  t.end();
+});
+
+t.test('cgroup_bpf_release runs at rmdir: a removed cgroup frees its old storages at once, while still referenced', (t) => {
+  const { a, b } = tree();
+  const m = storageMap();
+  const other = storageMap({ keySize: 8 });
+  const s1 = cgroupStoragesAlloc(m, a, INGRESS).storage;
+  const s2 = cgroupStoragesAlloc(m, a, EGRESS).storage;
+  const s3 = cgroupStoragesAlloc(other, a, INGRESS).storage;
+  const kept = cgroupStoragesAlloc(m, b, INGRESS).storage;
+  a.get(); // an open fd, an iterator session, a css_get somewhere: the cgroup outlives its rmdir
+  a.kill();
+  t.equal(a.dying, true);
+  t.equal(a.released, false, 'the cgroup is still referenced');
+  t.same([s1.linked, s2.linked, s3.linked], [false, false, false], 'its storages are freed already');
+  t.same(cgroupStorages(a), []);
+  t.equal(m.count, 1);
+  t.equal(other.count, 0);
+  t.throws(() => m.lookupElem(isolatedKey(10, INGRESS)), { code: 'ENOENT' });
+  t.throws(() => cgroupStoragesAlloc(m, a, INGRESS), { code: 'ENOENT' }, 'a removed cgroup gets no new storage');
+  t.equal(m.count, 1, 'and the refused attach linked nothing');
+  a.put();
+  t.equal(a.released, true);
+  t.equal(kept.linked, true);
+  t.end();
+});

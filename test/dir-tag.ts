@@ -150,6 +150,43 @@ t.test('an InheritList misused after it is freed is EINVAL', async (t) => {
 
 t.test('tagRoot of a released root is ENOENT', async (t) => {
   const h = new CgroupHierarchy(1);
-  h.root.put();
+  h.root.kill(); // the hierarchy's own reference: a put() of it is refused while the root is live
+  t.equal(h.root.state, 'released');
   t.throws(() => DirTag.tagRoot(h.root, ops), { code: 'ENOENT' });
+});
+
+t.test('InheritList.put puts every entry even when one put throws', async (t) => {
+  const failing = new Obj('bad');
+  const put = (o: Obj): void => {
+    if (o === failing) throw new Error('put boom');
+    o.refs--;
+  };
+  const list = new InheritList<Obj>({ get: ops.get, put });
+  const first = new Obj('first');
+  const last = new Obj('last');
+  list.append('first', 0o444, first);
+  list.append('bad', 0o444, failing);
+  list.append('last', 0o444, last);
+  list.put();
+  t.ok(list.freed);
+  t.equal(first.refs, 1, 'the entry before the failing one was put');
+  t.equal(last.refs, 1, 'and the one after it');
+  t.same(list.entries(), []);
+});
+
+t.test('tagChild of a controller file name is EPERM; other names that are not a live child cgroup are ENOENT', async (t) => {
+  const { h, a } = setup();
+  const root = DirTag.tagRoot(h.root, ops);
+  for (const name of ['memory.current', 'cpu.max', 'io.stat', 'pids.max', 'cpuset.cpus.effective', 'hugetlb.2MB.max', 'memory.swap.max', 'misc.capacity', 'rdma.max', 'irq.pressure', 'cgroup.kill']) {
+    t.throws(() => DirTag.tagChild(root, name), { code: 'EPERM' }, name);
+  }
+  for (const name of ['system.slice', 'cron.service', 'foo.max', 'freezer.state', 'memory.', '.memory', 'memory..max', 'memory.max/x']) {
+    t.throws(() => DirTag.tagChild(root, name), { code: 'ENOENT' }, name);
+  }
+  // A cgroup may be named like a knob of a controller it does not have: the live child wins.
+  const dotted = h.add(a, 'memory.current', 10);
+  const ta = DirTag.tagChild(root, 'a');
+  t.equal(DirTag.tagChild(ta, 'memory.current').node, dotted, 'a live child cgroup of that name is tagged');
+  const slice = h.add(h.root, 'system.slice', 11);
+  t.equal(DirTag.tagChild(root, 'system.slice').node, slice);
 });

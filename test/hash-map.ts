@@ -65,6 +65,16 @@ t.test('htab_map_alloc: max_entries above 2^31 is E2BIG', (t) => {
   t.end();
 });
 
+t.test('htab_map_alloc: n_buckets = roundup_pow_of_two(max_entries) > U32_MAX / sizeof(struct bucket) is E2BIG', (t) => {
+  // U32_MAX / 16 = 2^28 - 1: 2^27 entries take 2^27 buckets and pass, 2^27 + 1 round up to 2^28.
+  t.ok(hash({ maxEntries: 2 ** 27, flags: BPF_F_NO_PREALLOC }));
+  t.throws(() => hash({ maxEntries: 2 ** 27 + 1 }), { code: 'E2BIG' });
+  t.throws(() => hash({ maxEntries: 2 ** 28 }), { code: 'E2BIG' });
+  t.throws(() => hash({ maxEntries: 2 ** 28 + 1 }), { code: 'E2BIG' });
+  t.throws(() => hash({ maxEntries: 2 ** 31 }), { code: 'E2BIG' });
+  t.end();
+});
+
 t.test('update flags: BPF_NOEXIST on an existing key is EEXIST, BPF_EXIST on a missing one ENOENT, BPF_ANY either', (t) => {
   const m = hash();
   t.throws(() => m.updateElem(1, u64(1), BPF_EXIST), { code: 'ENOENT' });

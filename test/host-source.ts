@@ -18,6 +18,27 @@ import { cgroupSkipReason, makeCgroupTree, removeTree, type CgroupTree } from '.
 
 const WAIT_MS = 3000;
 
+/** What test/harness/watch-limit-child.ts prints. */
+interface WatchLimitReport {
+  startError: string | null;
+  loaded: string[];
+  afterStart: { watches: number; unwatched: number; watchFailures: number };
+  listedBelowUnwatched: boolean;
+  secondStart: { watches: number; unwatched: number; watchFailures: number };
+  foundByWalk: boolean;
+  final: { watches: number; unwatched: number; watchFailures: number };
+}
+
+/** Why a child cannot get its own user namespace with its own inotify limit, or false. */
+function userNsSkip(): string | false {
+  try {
+    execFileSync('unshare', ['-U', '-r', 'sh', '-c', 'echo 4 > /proc/sys/user/max_inotify_watches'], { stdio: 'pipe' });
+    return false;
+  } catch (e) {
+    return `no user namespace with its own inotify limit: ${(e as Error).message}`;
+  }
+}
+
 interface Fixture {
   tree: CgroupTree;
   src: HostCgroupSource;
@@ -79,6 +100,13 @@ function ino(p: string): number {
   return fs.statSync(p).ino;
 }
 
+/** Within the test-owned subtree only (other processes may make cgroups elsewhere): [watched, live]. */
+function watchedBelow(src: HostCgroupSource, tree: CgroupTree): [number, number] {
+  const own = src.hierarchy.cgroupByPath(tree.cg())!;
+  const live = [...src.hierarchy.walk(own)].filter((n) => !n.dying);
+  return [live.filter((n) => src.isWatched(n)).length, live.length];
+}
+
 async function main(): Promise<void> {
   const skip = await cgroupSkipReason();
 
@@ -97,9 +125,12 @@ async function main(): Promise<void> {
     );
     for (const node of src.hierarchy.walk(own)) t.equal(node.id, ino(path.join(tree.mount, node.path)), `id of ${node.path}`);
     t.equal(src.hierarchy.cgroupByPath(tree.cg('aa', 'x', 'y', 'z'))?.level, own.level + 4);
-    t.equal(src.watchCount, [...src.hierarchy.walk()].length, 'one watch per cgroup');
+    const [watched, live] = watchedBelow(src, tree);
+    t.equal(live, 7, 'the test cgroup and the six below it');
+    t.equal(watched, live, 'one watch per cgroup');
+    t.ok(src.isWatched(src.hierarchy.root), 'the root too');
     await src.start();
-    t.equal(src.watchCount, [...src.hierarchy.walk()].length, 'start() again changes nothing');
+    t.same(watchedBelow(src, tree), [7, 7], 'start() again changes nothing');
   });
 
   t.test('live tracking sees mkdir and rmdir at every depth', { skip }, async (t) => {
@@ -175,7 +206,9 @@ async function main(): Promise<void> {
     t.equal(node.state, 'dying');
     t.equal(src.hierarchy.cgroupById(id), node, 'a dying cgroup is still found by id');
     t.notOk(node.tryGetOnline(), 'css_tryget_online fails');
-    t.equal(src.watchCount, [...src.hierarchy.walk()].filter((n) => !n.dying).length, 'its watch is closed');
+    t.notOk(src.isWatched(node), 'its watch is closed');
+    const [watched, live] = watchedBelow(src, tree);
+    t.equal(watched, live, 'the live ones keep theirs');
     await t.rejects(src.readFile(node, 'cpu.stat'), { code: 'ENOENT' }, 'its files are gone');
     t.equal(releasedHook, 0);
     node.put();
@@ -250,7 +283,10 @@ async function main(): Promise<void> {
     await src.start();
     t.ok(await seen('while-stopped'));
     t.equal(doomed.state, 'released', 'a cgroup removed while stopped cannot be watched and is found gone');
-    t.equal(src.watchCount, [...src.hierarchy.walk()].filter((n) => !n.dying).length);
+    const [watched, live] = watchedBelow(src, tree);
+    t.equal(watched, live);
+    t.equal(src.status().unwatched, 0, 'a vanished directory is no watch failure');
+    t.equal(src.status().watchFailures, 0);
   });
 
   t.test('reconcile without start loads the tree without watching it', { skip }, async (t) => {
@@ -337,7 +373,12 @@ async function main(): Promise<void> {
     const self = await readTaskInfo(process.pid);
     t.equal(self.comm, fs.readFileSync('/proc/self/comm', 'utf8').trim());
     t.equal(self.cgroupPath, /^0::(.*)$/m.exec(fs.readFileSync('/proc/self/cgroup', 'utf8'))![1]);
-    t.equal((await hostTask(src, process.pid)).cgroup, src.hierarchy.cgroupByPath(self.cgroupPath));
+    const me = await hostTask(src, process.pid);
+    t.equal(me.cgroup, src.hierarchy.cgroupByPath(self.cgroupPath));
+    const myCgroup = me.cgroup;
+    const refs = myCgroup.refs;
+    me.exit();
+    t.equal(myCgroup.refs, refs - 1, 'exit drops the reference the task held');
 
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -356,6 +397,102 @@ async function main(): Promise<void> {
     fs.rmSync(path.join(proc, String(child.pid), 'comm'));
     fs.mkdirSync(path.join(proc, String(child.pid), 'comm'));
     await t.rejects(cgroupTasks(src, node, { procRoot: proc }), { code: 'EISDIR', message: new RegExp(`read ${proc}/${child.pid}/comm`) }, 'other errors surface');
+  });
+
+  t.test('cgroupTasks drops the Tasks it built when another task fails: the cgroup can be released', { skip }, async (t) => {
+    const { tree, seen, src } = await fixture(t);
+    tree.mkdirp('leak');
+    const node = await seen('leak');
+    const good = await tree.spawnIn('leak');
+    const bad = await tree.spawnIn('leak');
+    const proc = t.testdir({
+      [String(good.pid)]: { comm: 'sleep\n', cgroup: `0::${tree.cg('leak')}\n` },
+      [String(bad.pid)]: { comm: {}, cgroup: `0::${tree.cg('leak')}\n` },
+    });
+    t.equal(node.refs, 1);
+    await t.rejects(cgroupTasks(src, node, { procRoot: proc }), { code: 'EISDIR' });
+    await sleep(50); // a Task still being built when the error came would show up by now
+    t.equal(node.refs, 1, 'no Task is left holding the cgroup');
+    node.get();
+    good.kill('SIGKILL');
+    bad.kill('SIGKILL');
+    await Promise.all([good, bad].map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
+    await removeTree(tree.mount, tree.hostPath('leak'));
+    await until(src, () => (node.dying ? true : undefined), 'rmdir of leak');
+    t.equal(node.state, 'dying');
+    node.put();
+    t.equal(node.state, 'released', 'released at the last put');
+  });
+
+  t.test('a stop() during start() leaves no periodic reconcile armed', { skip }, async (t) => {
+    const tree = await makeCgroupTree(t);
+    const src = await HostCgroupSource.open({ reconcileIntervalMs: 20 });
+    t.teardown(() => src.stop());
+    const started = src.start();
+    await src.stop();
+    await started;
+    t.equal(src.watchCount, 0, 'no watches');
+    tree.mkdirp('after-stop');
+    await sleep(300);
+    t.equal(src.hierarchy.cgroupByPath(tree.cg('after-stop')), undefined, 'the stopped source did not see it');
+    t.notOk(src.status().tracking);
+  });
+
+  t.test('start and stop are serialised: start, stop, start ends tracking with every watch set', { skip }, async (t) => {
+    const tree = await makeCgroupTree(t);
+    tree.mkdirp('a', 'b');
+    const src = await HostCgroupSource.open({ reconcileIntervalMs: 0 });
+    t.teardown(() => src.stop());
+    const first = src.start();
+    const stopped = src.stop();
+    const second = src.start();
+    t.equal(src.start(), second, 'start() while starting is the same start');
+    await Promise.all([first, stopped, second]);
+    t.ok(src.status().tracking);
+    t.same(watchedBelow(src, tree), [3, 3], 'the stop did not close the second start’s watches');
+    tree.mkdirp('a', 'b', 'c');
+    await until(src, () => src.hierarchy.cgroupByPath(tree.cg('a', 'b', 'c')), 'mkdir after the second start');
+    await src.stop();
+    t.equal(src.watchCount, 0);
+  });
+
+  t.test('a reconcile goes on past an entry whose re-read fails', { skip }, async (t) => {
+    // A plain directory standing in for a mount, and a source whose root id collides with b's inode:
+    // re-reading b fails (EEXIST from the hierarchy), a real failure without mocking anything.
+    const dir = fs.realpathSync(t.testdir({ a: {}, b: {}, c: { d: {} } }));
+    const src = new HostCgroupSource(dir, ino(path.join(dir, 'b')), { reconcileIntervalMs: 0 });
+    t.teardown(() => src.stop());
+    const counts = await src.reconcile();
+    t.same(counts, { added: 3, removed: 0 }, 'a, c and c/d');
+    for (const p of ['/a', '/c', '/c/d']) t.equal(src.hierarchy.cgroupByPath(p)?.id, ino(path.join(dir, p)), p);
+    t.equal(src.hierarchy.cgroupByPath('/b'), undefined);
+    const st = src.status();
+    t.equal(st.rereadFailures, 1);
+    t.match(st.lastReconcile, { added: 3, removed: 0, failures: 1 });
+    t.ok(st.lastReconcile!.at instanceof Date && st.lastReconcile!.durationMs >= 0);
+  });
+
+  t.test('watch failures (ENOSPC past max_user_watches) degrade: listed, counted, covered by the walk', { skip: skip || userNsSkip() }, async (t) => {
+    // A child process in its own user namespace with 4 inotify watches allowed: the kernel itself
+    // refuses the rest with ENOSPC. It runs the source over a plain directory and prints what it saw.
+    const dir = fs.realpathSync(t.testdir({ a: { x: {} }, b: {}, c: {}, d: {} }));
+    const child = path.join(__dirname, 'harness', 'watch-limit-child.ts');
+    const out = execFileSync(
+      'unshare',
+      ['-U', '-r', 'sh', '-c', 'echo 4 > /proc/sys/user/max_inotify_watches && exec "$@"', 'sh', process.execPath, ...process.execArgv, child, dir],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    const r = JSON.parse(out.trim().split('\n').pop()!) as WatchLimitReport;
+    t.equal(r.startError, null, 'start() succeeds');
+    t.same(r.loaded, ['/', '/a', '/a/x', '/b', '/c', '/d'], 'the whole tree is loaded');
+    t.equal(r.afterStart.watches, 4, 'as many watches as allowed');
+    t.equal(r.afterStart.unwatched, 2);
+    t.equal(r.afterStart.watchFailures, 2);
+    t.ok(r.listedBelowUnwatched, 'a new cgroup whose watch fails still has its children listed');
+    t.ok(r.foundByWalk, 'a change below an unwatched directory is found by the periodic walk');
+    t.same(r.secondStart, { watches: 4, unwatched: 4, watchFailures: 4 }, 'c, d, e and e/f unwatched');
+    t.ok(r.final.watchFailures > r.secondStart.watchFailures, 'each walk retries the missing watches');
+    t.equal(r.final.watches, 4);
   });
 
   t.test('/proc parsing', async (t) => {

@@ -137,7 +137,117 @@ t.test('a child cannot be made under a dying parent (ENOENT)', async (t) => {
 t.test('the owner storage pointer starts empty and is the owner’s to set', async (t) => {
   const a = root();
   t.equal(a.bpfStorage, null);
-  const s = {};
+  const s = { destroy: (): void => undefined };
   a.bpfStorage = s;
   t.equal(a.bpfStorage, s);
+});
+
+t.test('release destroys local storage after the onRelease hooks and before the parent put', async (t) => {
+  const r = root();
+  const order: string[] = [];
+  const a = new KernfsNode(2, 'a', r, () => order.push(`released callback, parent refs ${r.refs}`));
+  a.onRelease(() => order.push(`hook, parent refs ${r.refs}`));
+  a.bpfStorage = { destroy: () => void order.push(`destroy, state ${a.state}, parent refs ${r.refs}`) };
+  a.kill();
+  t.same(order, ['hook, parent refs 2', 'destroy, state released, parent refs 2', 'released callback, parent refs 2']);
+  t.equal(r.refs, 1, 'the parent reference is dropped last');
+});
+
+t.test('a failing bpfStorage.destroy does not stop the release', async (t) => {
+  const r = root();
+  const ran: string[] = [];
+  const a = new KernfsNode(2, 'a', r, () => ran.push('released callback'));
+  a.bpfStorage = {
+    destroy: () => {
+      throw new Error('storage boom');
+    },
+  };
+  a.kill();
+  t.same(ran, ['released callback']);
+  t.equal(a.state, 'released');
+  t.same(r.children, [], 'it left its parent');
+  t.equal(r.refs, 1, 'and dropped its parent reference');
+});
+
+t.test('rmdir runs bpf-release hooks at once even while references remain', async (t) => {
+  const r = root();
+  const a = new KernfsNode(2, 'a', r);
+  const order: string[] = [];
+  a.onBpfRelease(() => order.push(`bpf1 ${a.state}`));
+  a.onBpfRelease(() => {
+    throw new Error('bpf boom');
+  });
+  const removed = a.onBpfRelease(() => order.push('removed'));
+  a.onBpfRelease(() => order.push(`bpf2 ${a.state}`));
+  a.onRelease(() => order.push('release'));
+  removed();
+  removed();
+  a.get();
+  a.kill();
+  t.same(order, ['bpf1 dying', 'bpf2 dying'], 'in registration order, on a dying node, a throwing one skipped');
+  t.equal(a.state, 'dying', 'still referenced');
+  t.throws(() => a.onBpfRelease(() => undefined), { code: 'ENOENT' }, 'no bpf-release hook on a dying node');
+  a.put();
+  t.same(order, ['bpf1 dying', 'bpf2 dying', 'release'], 'bpf-release hooks ran once');
+  t.throws(() => a.onBpfRelease(() => undefined), { code: 'ENOENT' }, 'nor on a released one');
+});
+
+t.test('local storage and onRelease hooks wait for the last put', async (t) => {
+  const r = root();
+  const a = new KernfsNode(2, 'a', r);
+  const b = new KernfsNode(3, 'b', a);
+  const order: string[] = [];
+  a.onBpfRelease(() => order.push('a bpf'));
+  b.onBpfRelease(() => order.push('b bpf'));
+  a.onRelease(() => order.push('a release'));
+  b.onRelease(() => order.push('b release'));
+  a.bpfStorage = { destroy: () => void order.push('a storage') };
+  b.bpfStorage = { destroy: () => void order.push('b storage') };
+  b.get();
+  a.get();
+  b.kill();
+  t.same(order, ['b bpf'], 'rmdir of the child: its bpf state only');
+  a.kill();
+  t.same(order, ['b bpf', 'a bpf'], "the parent's bpf state goes at its rmdir, though a dying child remains");
+  a.put();
+  t.equal(a.state, 'dying', 'held by its dying child');
+  b.put();
+  t.same(order, ['b bpf', 'a bpf', 'b release', 'b storage', 'a release', 'a storage']);
+});
+
+t.test('a put that would drop the online reference of a live node is EINVAL and changes nothing', async (t) => {
+  const r = root();
+  const a = new KernfsNode(2, 'a', r);
+  a.get();
+  a.put();
+  t.throws(() => a.put(), { code: 'EINVAL', message: /online reference/ });
+  t.equal(a.state, 'live');
+  t.equal(a.refs, 1);
+  t.equal(r.child('a'), a, 'its name still resolves');
+  t.same(r.children, [a]);
+  const lone = root();
+  t.throws(() => lone.put(), { code: 'EINVAL' }, 'the root too');
+  t.equal(lone.state, 'live');
+});
+
+t.test('a released node frees its name and a new cgroup may take it', async (t) => {
+  const r = root();
+  const a = new KernfsNode(2, 'a', r);
+  a.kill();
+  t.equal(a.state, 'released');
+  t.equal(r.child('a'), undefined);
+  const again = new KernfsNode(3, 'a', r);
+  t.equal(r.child('a'), again);
+});
+
+t.test('a hook remover called after its stage has run does nothing', async (t) => {
+  const r = root();
+  const a = new KernfsNode(2, 'a', r);
+  const ran: string[] = [];
+  const removeBpf = a.onBpfRelease(() => ran.push('bpf'));
+  const removeRelease = a.onRelease(() => ran.push('release'));
+  a.kill();
+  removeBpf();
+  removeRelease();
+  t.same(ran, ['bpf', 'release']);
 });

@@ -256,3 +256,96 @@ t.test('options place the mount and procfs where asked', async (t) => {
   s.workload.spawn({ cgroup: a, pid: 9 });
   t.ok(s.fs.existsSync('/p/9/schedstat'));
 });
+
+t.test('cgroup.stat counts are kept per node: mkdir, rmdir and release do not walk the tree', async (t) => {
+  const s = await started();
+  const h = s.hierarchy;
+  let walked = 0;
+  const walk = h.walk.bind(h);
+  h.walk = function* (from) {
+    walked++;
+    yield* walk(from);
+  };
+  for (let i = 0; i < 50; i++) await s.mkdir(`/flat${i}`);
+  const deep = await s.mkdir('/flat0/x');
+  deep.tryGet();
+  await s.rmdir('/flat0/x');
+  const root = h.root;
+  const f0 = h.cgroupByPath('/flat0')!;
+  t.equal(root.nrDescendants, 50);
+  t.equal(root.nrDyingDescendants, 1);
+  t.equal(f0.nrDyingDescendants, 1);
+  deep.put();
+  t.equal(root.nrDyingDescendants, 0);
+  t.equal(walked, 0, 'no walk of the tree');
+  t.match(await s.readFile(root, 'cgroup.stat'), /^nr_descendants 50\n(.|\n)*nr_dying_descendants 0\n/);
+  t.match(await s.readFile(f0, 'cgroup.stat'), /^nr_descendants 0\n(.|\n)*nr_dying_descendants 0\n/);
+});
+
+t.test('cgroup.stat counters: a dying node stays counted until released, then leaves every ancestor', async (t) => {
+  const s = await started();
+  const a = await s.mkdir('/a');
+  const b = await s.mkdir('/a/b');
+  const c = await s.mkdir('/a/b/c');
+  c.tryGet();
+  await s.rmdir('/a/b/c');
+  await s.rmdir('/a/b');
+  t.equal(b.state, 'dying', 'held by its dying child');
+  t.same([a.nrDescendants, a.nrDyingDescendants], [0, 2]);
+  t.same([s.hierarchy.root.nrDescendants, s.hierarchy.root.nrDyingDescendants], [1, 2]);
+  t.match(await s.readFile(a, 'cgroup.stat'), /^nr_descendants 0\n(.|\n)*nr_dying_descendants 2\n/);
+  c.put();
+  t.equal(b.state, 'released');
+  t.same([a.nrDescendants, a.nrDyingDescendants], [0, 0]);
+  t.match(await s.readFile(a, 'cgroup.stat'), /nr_dying_descendants 0\n/);
+  t.match(await s.readFile(s.hierarchy.root, 'cgroup.stat'), /^nr_descendants 1\n(.|\n)*nr_dying_descendants 0\n/);
+});
+
+t.test('a throwing hierarchy listener does not escape SimCgroupfs.mkdir/rmdir or the source', async (t) => {
+  const s = await started();
+  s.hierarchy.on('mkdir', () => {
+    throw new Error('mkdir listener boom');
+  });
+  s.hierarchy.on('rmdir', () => {
+    throw new Error('rmdir listener boom');
+  });
+  const id = s.cgroupfs.mkdir('/a');
+  const a = s.hierarchy.cgroupById(id)!;
+  t.equal(a.path, '/a', 'tracked despite the listener');
+  t.match(await s.readFile(s.hierarchy.root, 'cgroup.stat'), /^nr_descendants 1\n/, 'the other listeners ran');
+  s.cgroupfs.rmdir('/a');
+  t.equal(a.state, 'released');
+  const b = await s.mkdir('/b');
+  await s.rmdir('/b');
+  t.equal(b.state, 'released');
+});
+
+t.test('workload changes of a node whose directory was replaced behind the source leave the new one alone', async (t) => {
+  const s = await started();
+  const a = await s.mkdir('/a');
+  await s.stop();
+  s.cgroupfs.rmdir('/a');
+  const newId = s.cgroupfs.mkdir('/a');
+  t.equal(a.state, 'live', 'stopped: the hierarchy still has the old node');
+  s.workload.spawn({ cgroup: a, pid: 50 });
+  t.equal(s.fs.readFileSync(`${s.mountPoint}/a/cgroup.procs`, 'utf8'), '', 'the new cgroup’s files are not the old node’s');
+  t.not(newId, a.id);
+});
+
+t.test('a throwing cgroupfs listener does not make SimCgroupfs.mkdir/rmdir fail after the volume changed', async (t) => {
+  const s = await started();
+  const seen: string[] = [];
+  s.cgroupfs.on('mkdir', () => {
+    throw new Error('cgroupfs listener boom');
+  });
+  s.cgroupfs.on('rmdir', () => {
+    throw new Error('cgroupfs listener boom');
+  });
+  s.cgroupfs.on('mkdir', (p) => seen.push(`mkdir ${p}`));
+  s.cgroupfs.on('rmdir', (p) => seen.push(`rmdir ${p}`));
+  const id = s.cgroupfs.mkdir('/x');
+  t.equal(s.hierarchy.cgroupById(id)?.path, '/x');
+  t.equal(s.cgroupfs.rmdir('/x'), id);
+  t.same(seen, ['mkdir /x', 'rmdir /x']);
+  t.equal(s.hierarchy.cgroupById(id), undefined);
+});

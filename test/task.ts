@@ -75,3 +75,30 @@ t.test('exit makes the task dying, then release runs hooks before the cgroup is 
   t.throws(() => task.put(), { code: 'EINVAL' });
   t.throws(() => task.onRelease(() => undefined), { code: 'ESRCH' });
 });
+
+t.test('task release destroys local storage after the hooks and before the cgroup put', async (t) => {
+  const { a } = setup();
+  const task = new Task(7, 'sh', a);
+  const refs = a.refs;
+  const order: string[] = [];
+  task.onRelease(() => order.push(`hook, cgroup refs ${a.refs}`));
+  task.bpfStorage = { destroy: () => void order.push(`destroy, released ${task.released}, cgroup refs ${a.refs}`) };
+  task.exit();
+  t.same(order, [`hook, cgroup refs ${refs}`, `destroy, released true, cgroup refs ${refs}`]);
+  t.equal(a.refs, refs - 1, 'the cgroup reference is dropped last');
+});
+
+t.test('a failing task bpfStorage.destroy does not stop the release', async (t) => {
+  const { h, a } = setup();
+  const task = new Task(7, 'sh', a);
+  task.bpfStorage = {
+    destroy: () => {
+      throw new Error('storage boom');
+    },
+  };
+  h.remove(a);
+  t.equal(a.state, 'dying');
+  task.exit();
+  t.ok(task.released);
+  t.equal(a.state, 'released', 'the cgroup reference was still dropped');
+});

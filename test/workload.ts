@@ -240,3 +240,36 @@ t.test('the simulated source shows the workload in its files', async (t) => {
   );
   t.equal(await s.readFile(a, 'io.pressure'), 'some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n');
 });
+
+t.test('a released cgroup leaves the bookkeeping at release, not at the next PSI period', async (t) => {
+  const { h, b, w } = tree();
+  const task = w.spawn({ cgroup: b, wait: 1 });
+  w.advance(SEC);
+  w.exit(task.pid);
+  h.remove(b);
+  t.equal(b.state, 'released');
+  const changes: WorkloadChange[] = [];
+  w.on('change', (c) => changes.push(c));
+  w.advance(1);
+  t.notOk(changes[0]!.cgroups.includes(b), 'the next change no longer names it');
+  t.same(w.cputime(b), { usageNs: 0, userNs: 0, systemNs: 0, niceNs: 0 }, 'it reads as new');
+  t.ok(changes[0]!.cgroups.includes(b.parent!), 'its parent keeps its account');
+});
+
+t.test('a migration that releases the cgroup the task left does not account it again', async (t) => {
+  const { h, b, c, w } = tree();
+  const task = w.spawn({ cgroup: b, run: 1 });
+  w.advance(SEC);
+  b.tryGet();
+  h.remove(b);
+  b.put();
+  t.equal(b.state, 'dying', 'the task holds it');
+  const changes: WorkloadChange[] = [];
+  w.on('change', (ch) => changes.push(ch));
+  w.migrate(task.pid, c);
+  t.equal(b.state, 'released', 'the move dropped its last reference');
+  t.ok(changes[0]!.cgroups.includes(b), 'the change still names the cgroup it left');
+  w.advance(1);
+  t.notOk(changes[1]!.cgroups.includes(b), 'but no account is kept for it');
+  t.match(w.pressure(b, 'cpu'), /total=0/);
+});

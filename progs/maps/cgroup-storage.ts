@@ -7,7 +7,9 @@
  * (16-byte key: one per cgroup and attach type).
  *
  * Lifetime: a storage is linked into its map and its cgroup, and freed only when either goes
- * (cgroup_storage_map_free, cgroup_bpf_release); detaching the program leaves it in place. The map's
+ * (cgroup_storage_map_free, cgroup_bpf_release); detaching the program leaves it in place. A cgroup's
+ * go at rmdir (cgroup_bpf_offline -> cgroup_bpf_release frees cgrp->bpf.storages), even while the
+ * cgroup itself is still referenced: unlike CGRP_STORAGE, which waits for css_free. The map's
  * list is newest first (list_add), which is the get_next_key order.
  *
  * The PERCPU_CGROUP_STORAGE variant is not modelled: vbpffs runs programs on one logical CPU.
@@ -35,10 +37,19 @@ export interface CgroupStorageKey {
   attach_type?: number;
 }
 
+// The map's list (map->list) is intrusive, as in the kernel: each storage holds its neighbours, so
+// unlinking one and finding the key after one are O(1). Symbols keep the links module-private.
+const PREV = Symbol('prev');
+const NEXT = Symbol('next');
+
 /** One storage: the value bytes of one cgroup (and attach type, for an isolated map). */
 export class CgroupStorage {
   readonly value: Uint8Array;
   #linked = true;
+  /** @internal Neighbours on the map's list: PREV is newer, NEXT older. */
+  [PREV]: CgroupStorage | null = null;
+  /** @internal */
+  [NEXT]: CgroupStorage | null = null;
 
   constructor(
     readonly map: CgroupStorageMap,
@@ -78,8 +89,8 @@ function cgroupLink(storage: CgroupStorage): void {
   let entry = byCgroup.get(cgroup);
   if (entry === undefined) {
     const storages = new Set<CgroupStorage>();
-    // cgroup_bpf_release: every storage of the cgroup goes with it, whichever map it is in.
-    const unhook = cgroup.onRelease(() => {
+    // cgroup_bpf_release (at rmdir): every storage of the cgroup goes, whichever map it is in.
+    const unhook = cgroup.onBpfRelease(() => {
       byCgroup.delete(cgroup);
       for (const s of [...storages]) s.unlinkAndFree();
     });
@@ -150,8 +161,9 @@ export class CgroupStorageMap extends BpfMap {
   /** attach_type_isolated: a 16-byte key keeps one storage per attach type. */
   readonly attachTypeIsolated: boolean;
   readonly #byKey = new Map<string, CgroupStorage>();
-  /** map->list: newest first. */
-  #list: CgroupStorage[] = [];
+  /** map->list: newest first, linked through the storages' PREV/NEXT. */
+  #head: CgroupStorage | null = null;
+  #count = 0;
 
   constructor(kernel: Kernel, spec: MapSpec) {
     super(kernel, spec);
@@ -159,12 +171,14 @@ export class CgroupStorageMap extends BpfMap {
   }
 
   get count(): number {
-    return this.#list.length;
+    return this.#count;
   }
 
   /** Storages in get_next_key order (newest first). */
   storages(): CgroupStorage[] {
-    return [...this.#list];
+    const out: CgroupStorage[] = [];
+    for (let s = this.#head; s !== null; s = s[NEXT]) out.push(s);
+    return out;
   }
 
   /** cgroup_storage_lookup by cgroup and attach type (ignored by a shared map). */
@@ -211,15 +225,15 @@ export class CgroupStorageMap extends BpfMap {
 
   /** cgroup_storage_get_next_key: list order; a key that is not in the map is ENOENT. */
   override getNextKey(key: unknown): Uint8Array {
-    let next: CgroupStorage | undefined;
+    let next: CgroupStorage | null;
     if (key === null || key === undefined) {
-      next = this.#list[0];
+      next = this.#head;
     } else {
       const storage = this.find(key);
       if (storage === undefined) throw bpfError('ENOENT', 'no storage for that key');
-      next = this.#list[this.#list.indexOf(storage) + 1];
+      next = storage[NEXT];
     }
-    if (next === undefined) throw bpfError('ENOENT', `no key after this one in cgroup storage map ${this.id}`);
+    if (next === null) throw bpfError('ENOENT', `no key after this one in cgroup storage map ${this.id}`);
     return this.keyOf(next);
   }
 
@@ -235,25 +249,37 @@ export class CgroupStorageMap extends BpfMap {
 
   /** The kernel counts only the map itself; vbpffs counts the storages it holds too. */
   memUsage(): number {
-    return STORAGE_MAP_SIZE + this.#list.length * (STORAGE_OVERHEAD + this.valueSize);
+    return STORAGE_MAP_SIZE + this.#count * (STORAGE_OVERHEAD + this.valueSize);
   }
 
   /** @internal bpf_cgroup_storage_link's map half. */
   linkStorage(storage: CgroupStorage): void {
     this.#byKey.set(this.keyId(storage.cgroup.id, storage.attachType), storage);
-    this.#list.unshift(storage);
+    // list_add: at the head.
+    storage[PREV] = null;
+    storage[NEXT] = this.#head;
+    if (this.#head !== null) this.#head[PREV] = storage;
+    this.#head = storage;
+    this.#count++;
   }
 
   /** @internal bpf_cgroup_storage_unlink's map half. */
   unlinkStorage(storage: CgroupStorage): void {
     const id = this.keyId(storage.cgroup.id, storage.attachType);
     if (this.#byKey.get(id) === storage) this.#byKey.delete(id);
-    this.#list = this.#list.filter((s) => s !== storage);
+    // list_del: O(1). Called once per storage (unlinkAndFree is idempotent).
+    const prev = storage[PREV];
+    const next = storage[NEXT];
+    if (prev === null) this.#head = next;
+    else prev[NEXT] = next;
+    if (next !== null) next[PREV] = prev;
+    storage[PREV] = storage[NEXT] = null;
+    this.#count--;
   }
 
   /** cgroup_storage_map_free: every storage goes, and leaves its cgroup's list. */
   protected release(): void {
-    for (const storage of [...this.#list]) storage.unlinkAndFree();
+    while (this.#head !== null) this.#head.unlinkAndFree();
     debug('cgroup storage map %d freed its storages', this.id);
   }
 
@@ -268,13 +294,35 @@ export class CgroupStorageMap extends BpfMap {
   private find(key: unknown): CgroupStorage | undefined {
     if (key !== null && typeof key === 'object' && !(key instanceof Uint8Array)) {
       const k = key as CgroupStorageKey;
-      return this.#byKey.get(this.keyId(BigInt(k.cgroup_inode_id), k.attach_type ?? 0));
+      return this.#byKey.get(this.keyId(cgroupInodeId(k.cgroup_inode_id), attachTypeOf(k.attach_type)));
     }
     const kb = this.keyBytes(key);
     const dv = new DataView(kb.buffer, kb.byteOffset, kb.length);
     const id = dv.getBigUint64(0, true);
     return this.#byKey.get(this.keyId(id, this.attachTypeIsolated ? dv.getUint32(8, true) : 0));
   }
+}
+
+/**
+ * A struct key's cgroup_inode_id: an integer that fits a __u64 (a negative one wraps, as its bytes
+ * would); anything else (1.5, 'abc', undefined, NaN) is EINVAL.
+ */
+function cgroupInodeId(v: unknown): bigint {
+  if (!((typeof v === 'number' && Number.isSafeInteger(v)) || typeof v === 'bigint')) {
+    throw bpfError('EINVAL', `cgroup_inode_id must be an integer, got ${typeof v === 'number' ? v : typeof v}`);
+  }
+  const id = BigInt(v);
+  if (id < -(1n << 63n) || id >= 1n << 64n) throw bpfError('EINVAL', `cgroup_inode_id ${id} does not fit a __u64`);
+  return BigInt.asUintN(64, id);
+}
+
+/** A struct key's attach_type: a __u32, 0 when left out. */
+function attachTypeOf(v: unknown): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw bpfError('EINVAL', `attach_type must be a __u32, got ${typeof v === 'number' ? v : typeof v}`);
+  }
+  return v;
 }
 
 /**
@@ -289,7 +337,8 @@ export function cgroupStoragesAlloc(
   attachType: number,
 ): { storage: CgroupStorage; created: boolean } {
   if (map.released) throw bpfError('ENOENT', `cgroup storage map ${map.id} is released`);
-  if (cgroup.released) throw bpfError('ENOENT', `cgroup ${cgroup.path} is released`);
+  // A removed cgroup's BPF state is already released: nothing would ever free a storage linked now.
+  if (cgroup.dying) throw bpfError('ENOENT', `cgroup ${cgroup.path} is removed`);
   const existing = map.lookupStorage(cgroup.id, attachType);
   if (existing !== undefined) return { storage: existing, created: false };
   const storage = new CgroupStorage(map, cgroup, attachType);

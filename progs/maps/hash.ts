@@ -58,9 +58,20 @@ function htabMapAllocCheck(spec: MapSpec): void {
   if (spec.keySize + spec.valueSize >= KMALLOC_MAX_SIZE - HTAB_ELEM_SIZE) {
     throw bpfError('E2BIG', `key_size + value_size ${spec.keySize + spec.valueSize} is too big for a hash element`);
   }
-  // htab_map_alloc: the bucket count is a power of two of max_entries and must not overflow.
+  // htab_map_alloc: max_entries is checked before roundup_pow_of_two (which would overflow on 32-bit
+  // arches), then the bucket array's byte size must fit a u32: n_buckets > U32_MAX / sizeof(struct
+  // bucket) is E2BIG. With 16-byte buckets that refuses n_buckets >= 2^28, so max_entries > 2^27.
   if (spec.maxEntries > 2 ** 31) throw bpfError('E2BIG', `max_entries ${spec.maxEntries} > 2^31`);
+  const nBuckets = roundupPowOfTwo(spec.maxEntries);
+  if (nBuckets > Math.floor(U32_MAX / BUCKET_SIZE)) {
+    throw bpfError('E2BIG', `max_entries ${spec.maxEntries}: ${nBuckets} buckets of ${BUCKET_SIZE} bytes overflow a u32`);
+  }
 }
+
+const U32_MAX = 0xffffffff;
+
+/** roundup_pow_of_two for 1 <= n <= 2^31. */
+const roundupPowOfTwo = (n: number): number => 2 ** Math.ceil(Math.log2(n));
 
 interface HtabElem {
   readonly id: string;
@@ -146,7 +157,7 @@ export class HashMap extends BpfMap implements ProgMapAccess {
   /** htab_map_mem_usage's formula with vbpffs' struct sizes and one possible CPU. */
   memUsage(): number {
     const elemSize = HTAB_ELEM_SIZE + roundUp8(this.keySize) + roundUp8(this.valueSize);
-    const buckets = 2 ** Math.ceil(Math.log2(Math.max(1, this.maxEntries)));
+    const buckets = roundupPowOfTwo(Math.max(1, this.maxEntries));
     const base = HTAB_SIZE + BUCKET_SIZE * buckets;
     // Preallocated maps hold max_entries elements (+1 extra per CPU) whatever they contain.
     if (this.prealloc) return base + elemSize * (this.maxEntries + 1) + 8;

@@ -3,18 +3,24 @@
  * inodes) implement these structurally; this layer never imports them.
  *
  * `bpfStorage` is the owner's storage pointer (cgrp->bpf_cgrp_storage, task->bpf_storage,
- * sk->sk_bpf_storage, the inode's security blob). It is opaque to owners: only the local storage core
- * reads or writes it.
+ * sk->sk_bpf_storage, the inode's security blob). Only the local storage core reads or writes it;
+ * the owner's one duty is to call its destroy() when the owner is freed, as css_free calls
+ * bpf_cgrp_storage_free and free_task calls bpf_task_storage_free. A direct call, not a release hook
+ * registered per owner: that costs a closure and a hook entry for every owner with values.
  */
 
+export interface OwnerStorage {
+  destroy(): void;
+}
+
 export interface StorageOwner {
-  bpfStorage: object | null;
+  bpfStorage: OwnerStorage | null;
 }
 
 /**
  * A cgroup as CGRP_STORAGE sees it. `dying` is percpu_ref_is_dying(&cgrp->self.refcnt): true from
  * rmdir on; `released` is true once the last reference is gone (css_free), which is when its storage
- * is freed. onRelease registers the hook that css_free_rwork_fn runs (bpf_cgrp_storage_free); it
+ * is freed (through bpfStorage.destroy()). onRelease registers a hook for that same moment; it
  * returns a function that removes the hook.
  */
 export interface CgroupOwner extends StorageOwner {
@@ -23,6 +29,13 @@ export interface CgroupOwner extends StorageOwner {
   readonly dying: boolean;
   readonly released: boolean;
   onRelease(hook: () => void): () => void;
+  /**
+   * Registers what cgroup_bpf_release does (cgroup links auto-detached, the old CGROUP_STORAGE
+   * freed): it runs at rmdir (cgroup_destroy_locked -> cgroup_bpf_offline), while references may
+   * remain, not at the last put as onRelease does. Returns a function that removes the hook; ENOENT
+   * on a cgroup that is already dying.
+   */
+  onBpfRelease(hook: () => void): () => void;
 }
 
 /** How the library turns a cgroup id or path into a cgroup, where the kernel takes a cgroup fd. */
@@ -35,7 +48,6 @@ export interface CgroupResolver {
 export interface TaskOwner extends StorageOwner {
   readonly pid: number;
   readonly dying: boolean;
-  onRelease(hook: () => void): () => void;
 }
 
 /**
@@ -48,14 +60,12 @@ export interface SockOwner extends StorageOwner {
   readonly refcnt: number;
   omemAlloc: number;
   readonly optmemMax: number;
-  onRelease(hook: () => void): () => void;
 }
 
 /** An inode as INODE_STORAGE sees it. */
 export interface InodeOwner extends StorageOwner {
   readonly ino: number;
   readonly dying: boolean;
-  onRelease(hook: () => void): () => void;
 }
 
 /** The owner types that each have one 16-slot cache index allocator (sk_cache, cgroup_cache, ...). */

@@ -11,6 +11,16 @@
  * are handled one at a time in arrival order. A new cgroup is watched first and listed second, so
  * children made before its watch existed (`mkdir -p a/b/c`) are found by the listing and none made
  * after are lost. A slow reconcile walk repairs anything missed (a failed watch, a queue overflow).
+ *
+ * Degraded, not failed: a watch that cannot be set (ENOSPC past fs.inotify.max_user_watches, EMFILE,
+ * EACCES) is reported (debug 'vbpffs:tags') and counted in status(); the directory is still listed, and
+ * the periodic walk covers it (and retries its watch) from then on. A reconcile re-reads each entry on
+ * its own: one that fails is counted and the others are still repaired.
+ *
+ * start() and stop() are serialised on one promise chain, so a stop() always finishes the start() before
+ * it, and a start() after a stop() begins only once the stop() has closed its watches. Each start()
+ * has its own epoch; a load or periodic walk of an older epoch does nothing more once it sees the epoch
+ * changed (it schedules no walk and sets no watch).
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -51,6 +61,22 @@ export interface HostSourceOptions {
   settleTimeoutMs?: number;
 }
 
+/** What a host source is doing, and what has gone wrong so far (counts are totals since open). */
+export interface HostSourceStatus {
+  /** start() has been called and stop() has not. */
+  tracking: boolean;
+  /** Directories watched now. */
+  watches: number;
+  /** Live cgroups whose watch could not be set (not counting vanished ones): the walk covers them. */
+  unwatched: number;
+  /** Watch attempts that failed with something other than the directory being gone. */
+  watchFailures: number;
+  /** Re-reads of an entry (stat, listing) that failed, in reconciles and on events. */
+  rereadFailures: number;
+  /** The last reconcile walk that completed, or null before the first. */
+  lastReconcile: { at: Date; durationMs: number; added: number; removed: number; failures: number } | null;
+}
+
 export class HostCgroupSource implements CgroupSource {
   readonly kind = 'host' as const;
   readonly hierarchy: CgroupHierarchy;
@@ -61,13 +87,20 @@ export class HostCgroupSource implements CgroupSource {
   readonly #reconcileIntervalMs: number;
   readonly #settleTimeoutMs: number;
   #started: Promise<void> | null = null;
+  /** start() and stop() run one after another on this chain. */
+  #lifecycle: Promise<void> = Promise.resolve();
   #tracking = false;
   #paused = false;
   #reconciling: Promise<ReconcileResult> = Promise.resolve({ added: 0, removed: 0 });
   #timer: NodeJS.Timeout | null = null;
-  /** Bumped by stop(), so a periodic reconcile in flight does not schedule another. */
+  /** Bumped by stop(): a load or periodic reconcile of an older epoch schedules nothing more. */
   #epoch = 0;
   #repairTimer: NodeJS.Timeout | null = null;
+  /** Live nodes whose watch failed (other than vanished): reported once, retried by each walk. */
+  readonly #unwatched = new Set<KernfsNode>();
+  #watchFailures = 0;
+  #rereadFailures = 0;
+  #lastReconcile: HostSourceStatus['lastReconcile'] = null;
 
   /** Finds (or verifies) the cgroup2 mount and reads its root's id; the tree loads on start(). */
   static async open(opts: HostSourceOptions = {}): Promise<HostCgroupSource> {
@@ -92,8 +125,12 @@ export class HostCgroupSource implements CgroupSource {
     this.#settleTimeoutMs = opts.settleTimeoutMs ?? 5_000;
     this.#watches = new DirWatches({
       onName: (node, name) => {
-        if (this.#paused) return;
-        this.#reread(node, name, { added: 0, removed: 0 }).catch((e) => this.#repair(`event for ${name} in ${node.path}`, e));
+        // Paused, or stopped with the watch not closed yet: the next reconcile finds the change.
+        if (this.#paused || !this.#tracking) return;
+        this.#reread(node, name, { added: 0, removed: 0 }).catch((e) => {
+          this.#rereadFailures++;
+          this.#repair(`event for ${name} in ${node.path}`, e);
+        });
       },
       onError: (node, e) => this.#repair(`watch of ${node.path}`, e),
     });
@@ -101,6 +138,7 @@ export class HostCgroupSource implements CgroupSource {
     this.hierarchy.on('rmdir', (node) => {
       this.#watches.close(node);
       this.#queues.delete(node);
+      this.#unwatched.delete(node);
     });
   }
 
@@ -115,31 +153,69 @@ export class HostCgroupSource implements CgroupSource {
     return this.#watches.size;
   }
 
+  /** Whether node's directory is watched now. */
+  isWatched(node: KernfsNode): boolean {
+    return this.#watches.has(node);
+  }
+
   get paused(): boolean {
     return this.#paused;
   }
 
-  start(): Promise<void> {
-    this.#started ??= this.#load().catch((e: unknown) => {
-      this.#started = null;
-      this.#tracking = false;
-      this.#watches.closeAll();
-      throw e;
-    });
-    return this.#started;
+  /** Watches, failures so far and the last reconcile: what a degraded source has given up. */
+  status(): HostSourceStatus {
+    return {
+      tracking: this.#started !== null,
+      watches: this.#watches.size,
+      unwatched: this.#unwatched.size,
+      watchFailures: this.#watchFailures,
+      rereadFailures: this.#rereadFailures,
+      lastReconcile: this.#lastReconcile === null ? null : { ...this.#lastReconcile },
+    };
   }
 
-  async stop(): Promise<void> {
-    const started = this.#started;
+  /** Loads and begins tracking, after any stop() still in progress. Idempotent while started. */
+  start(): Promise<void> {
+    if (this.#started !== null) return this.#started;
+    const epoch = this.#epoch;
+    const started: Promise<void> = this.#lifecycle
+      .then(() => this.#load(epoch))
+      .catch((e: unknown) => {
+        // A stop() since has cleaned up already, and a start() after it owns the watches.
+        if (this.#epoch === epoch) {
+          this.#started = null;
+          this.#tracking = false;
+          this.#watches.closeAll();
+          this.#unwatched.clear();
+        }
+        throw e;
+      });
+    this.#started = started;
+    this.#lifecycle = started.catch(() => undefined);
+    return started;
+  }
+
+  /** Ends tracking once the start() before it (if any) has finished; its watches are all closed. */
+  stop(): Promise<void> {
     this.#tracking = false;
     this.#started = null;
     this.#epoch++;
+    this.#clearTimers();
+    const stopped = this.#lifecycle.then(async () => {
+      await this.#reconciling.catch(() => undefined);
+      // Timers a finishing load or walk may have set meanwhile (none should: they check the epoch).
+      this.#clearTimers();
+      this.#watches.closeAll();
+      this.#unwatched.clear();
+    });
+    this.#lifecycle = stopped;
+    return stopped;
+  }
+
+  #clearTimers(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     if (this.#repairTimer !== null) clearTimeout(this.#repairTimer);
     this.#timer = this.#repairTimer = null;
-    await started?.catch(() => undefined);
-    await this.#reconciling.catch(() => undefined);
-    this.#watches.closeAll();
   }
 
   /** Drops inotify events until resume(); changes made meanwhile are found by the next reconcile. */
@@ -201,7 +277,9 @@ export class HostCgroupSource implements CgroupSource {
     return text;
   }
 
-  async #load(): Promise<void> {
+  async #load(epoch: number): Promise<void> {
+    // Stopped before this start's turn on the chain came: nothing to do.
+    if (this.#epoch !== epoch) return;
     this.#tracking = true;
     const scan = await this.#scanner.scan(this.mountPoint);
     const rootIno = cgroupIdOf(scan.rootIno, this.mountPoint);
@@ -220,23 +298,37 @@ export class HostCgroupSource implements CgroupSource {
       }
     }
     await this.reconcile();
-    if (this.#reconcileIntervalMs > 0) this.#schedule(this.#reconcileIntervalMs, this.#epoch);
+    if (this.#epoch !== epoch) return;
+    if (this.#reconcileIntervalMs > 0) this.#schedule(this.#reconcileIntervalMs, epoch);
     debug('host source %s: %d cgroups, %d watches', this.mountPoint, this.hierarchy.size, this.#watches.size);
   }
 
   async #reconcileNow(): Promise<ReconcileResult> {
+    const t0 = performance.now();
     const counts = { added: 0, removed: 0 };
     // Watches before the walk: whatever changes after a directory's watch exists is reported by
     // inotify, whatever changed before is seen by the walk.
     await this.#watchAll();
     const diff = diffTree(this.hierarchy, await this.#scanner.scan(this.mountPoint));
+    let failures = 0;
+    // Each entry on its own: one that fails is counted, and the repairs after it still happen.
+    const reread = async (parent: KernfsNode, name: string): Promise<void> => {
+      try {
+        await this.#reread(parent, name, counts);
+      } catch (e) {
+        failures++;
+        this.#rereadFailures++;
+        debug('reconcile of %s: re-read of %s failed: %O', this.mountPoint, this.hostPath(parent, name), e);
+      }
+    };
     for (const node of diff.gone) {
-      if (!node.dying && node.parent !== null) await this.#reread(node.parent, node.name, counts);
+      if (!node.dying && node.parent !== null) await reread(node.parent, node.name);
     }
     for (const { parent, name } of diff.found) {
-      if (!parent.dying) await this.#reread(parent, name, counts);
+      if (!parent.dying) await reread(parent, name);
     }
-    if (counts.added + counts.removed > 0) debug('reconcile of %s: %o', this.mountPoint, counts);
+    if (counts.added + counts.removed + failures > 0) debug('reconcile of %s: %o, %d failed', this.mountPoint, counts, failures);
+    this.#lastReconcile = { at: new Date(), durationMs: performance.now() - t0, ...counts, failures };
     return counts;
   }
 
@@ -249,12 +341,28 @@ export class HostCgroupSource implements CgroupSource {
       if (node.dying || this.#watches.has(node)) continue;
       if (++set % WATCH_SLICE === 0) await yieldToLoop();
       if (!this.#tracking) return;
-      try {
-        this.#watches.add(node, this.hostPath(node));
-      } catch (e) {
-        // Gone since the walk: the walk that follows reports it as gone.
-        if (!vanished(e)) throw e;
+      // Gone since the walk: the walk that follows reports it as gone. Other failures are degraded.
+      this.#watch(node);
+    }
+  }
+
+  /**
+   * Watches node's directory. False if that failed: vanished (the caller decides what that means), or
+   * anything else (ENOSPC, EMFILE, EACCES), which is reported, counted and left to the walk.
+   */
+  #watch(node: KernfsNode): boolean {
+    try {
+      this.#watches.add(node, this.hostPath(node));
+      this.#unwatched.delete(node);
+      return true;
+    } catch (e) {
+      if (vanished(e)) return false;
+      this.#watchFailures++;
+      if (!this.#unwatched.has(node)) {
+        this.#unwatched.add(node);
+        debug('no watch on %s, the reconcile walk covers it: %O', node.path, e);
       }
+      return false;
     }
   }
 
@@ -265,6 +373,7 @@ export class HostCgroupSource implements CgroupSource {
    */
   #schedule(delayMs: number, epoch: number): void {
     this.#timer = setTimeout(async () => {
+      this.#timer = null;
       const t0 = performance.now();
       await this.reconcile().catch((e) => debug('periodic reconcile failed: %O', e));
       if (this.#epoch !== epoch) return;
@@ -307,12 +416,15 @@ export class HostCgroupSource implements CgroupSource {
     await this.#watchAndList(node, counts);
   }
 
-  /** Watches a new cgroup, then reads the children it already has. */
+  /**
+   * Watches a new cgroup, then reads the children it already has. A watch that fails for another
+   * reason than the directory being gone does not stop the listing (the walk covers the directory).
+   */
   async #watchAndList(node: KernfsNode, counts: ReconcileResult): Promise<void> {
     const dir = this.hostPath(node);
     let children;
     try {
-      if (this.#tracking) this.#watches.add(node, dir);
+      if (this.#tracking) this.#watch(node);
       children = await childCgroups(dir);
     } catch (e) {
       if (!vanished(e)) throw fromSystemError(e, `scan of ${dir}`);

@@ -2,9 +2,8 @@
  * tags/host: the host's cgroup2 hierarchy as a CgroupSource, the mountinfo lookup behind it, and the
  * host's tasks. The scan worker, watches and diff are this folder's own business.
  */
-export { HostCgroupSource, type HostSourceOptions } from './host-source';
+export { HostCgroupSource, type HostSourceOptions, type HostSourceStatus } from './host-source';
 export {
-  CGROUP2_SUPER_MAGIC,
   findCgroup2Mount,
   parseMountinfo,
   parseMountinfoLine,

@@ -10,9 +10,6 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { bpfError, fromSystemError } from '../../uapi';
 
-/** CGROUP2_SUPER_MAGIC, the f_type statfs(2) reports for a cgroup2 mount; mountinfo names it "cgroup2". */
-export const CGROUP2_SUPER_MAGIC = 0x63677270;
-
 export const MOUNTINFO = '/proc/self/mountinfo';
 
 export interface MountInfo {

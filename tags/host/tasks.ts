@@ -89,6 +89,10 @@ export async function hostTask(source: CgroupSource, pid: number, opts: ProcOpti
 /**
  * The tasks of a cgroup (processes, or every thread), leaving out those that exit while we read. Each
  * task's cgroup is read from /proc, so one that moved meanwhile is reported where it now is.
+ *
+ * All or nothing: if any task fails for another reason than having exited, every Task already built
+ * is exited (dropping the reference it holds on its cgroup, which could otherwise never be released)
+ * and the first such error is thrown.
  */
 export async function cgroupTasks(
   source: CgroupSource,
@@ -96,13 +100,14 @@ export async function cgroupTasks(
   opts: ProcOptions & { threads?: boolean } = {},
 ): Promise<Task[]> {
   const pids = await cgroupPids(source, cgroup, opts.threads ?? false);
-  const tasks = await Promise.all(
-    pids.map((pid) =>
-      hostTask(source, pid, opts).catch((e: unknown) => {
-        if ((e as { code?: string }).code === 'ESRCH') return null;
-        throw e;
-      }),
-    ),
-  );
-  return tasks.filter((t) => t !== null);
+  const settled = await Promise.allSettled(pids.map((pid) => hostTask(source, pid, opts)));
+  const tasks: Task[] = [];
+  let failure: { error: unknown } | null = null;
+  for (const r of settled) {
+    if (r.status === 'fulfilled') tasks.push(r.value);
+    else if ((r.reason as { code?: string }).code !== 'ESRCH') failure ??= { error: r.reason };
+  }
+  if (failure === null) return tasks;
+  for (const task of tasks) task.exit();
+  throw failure.error;
 }

@@ -11,9 +11,14 @@
  * A directory made in the volume behind our back (fs.mkdirSync) has no interface files and no event;
  * scan() finds it and gives it its files, as the kernel would have at mkdir. Such out-of-band changes
  * skip the kernel's checks: removing a populated directory that way is not refused.
+ *
+ * Events are emitted after the change is complete, each listener isolated: one that throws is reported
+ * (debug) and cannot make mkdir()/rmdir() fail once the volume has changed, as inotify's readers cannot
+ * fail the mkdir(2) they report.
  */
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import createDebug from 'debug';
 import { Volume, createFsFromVolume, type IFs } from 'memfs';
 import { bpfError } from '../../uapi';
 import { filesOf, freshFigures, render, type CgroupFigures, type SimFile } from './files';
@@ -30,6 +35,8 @@ export interface ScannedCgroup {
   id: number;
   parentPath: string | null;
 }
+
+const debug = createDebug('vbpffs:tags');
 
 const NAME_MAX = 255;
 
@@ -96,7 +103,7 @@ export class SimCgroupfs extends EventEmitter<CgroupfsEvents> {
     this.fs.mkdirSync(dir);
     const id = Number(this.fs.statSync(dir).ino);
     this.#populate(dir, false);
-    this.emit('mkdir', c, id);
+    this.#notify('mkdir', c, id);
     return id;
   }
 
@@ -116,7 +123,7 @@ export class SimCgroupfs extends EventEmitter<CgroupfsEvents> {
     if (procs !== '') throw bpfError('EBUSY', `cgroup ${c} has tasks`);
     const id = Number(st.ino);
     this.fs.rmSync(dir, { recursive: true });
-    this.emit('rmdir', c, id);
+    this.#notify('rmdir', c, id);
     return id;
   }
 
@@ -144,6 +151,17 @@ export class SimCgroupfs extends EventEmitter<CgroupfsEvents> {
     if (this.idOf(p) !== id) return;
     const dir = this.dirOf(p);
     for (const f of files) this.fs.writeFileSync(`${dir}/${f}`, render(f, figures));
+  }
+
+  /** emit(), with each listener's failure caught and reported. */
+  #notify(event: keyof CgroupfsEvents, c: string, id: number): void {
+    for (const listener of this.rawListeners(event) as ((p: string, id: number) => void)[]) {
+      try {
+        listener.call(this, c, id);
+      } catch (e) {
+        debug('cgroupfs %s listener for %s failed: %O', event, c, e);
+      }
+    }
   }
 
   #populate(dir: string, isRoot: boolean): void {

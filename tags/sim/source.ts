@@ -19,7 +19,7 @@ import type { KernfsNode } from '../kernfs-node';
 import type { CgroupSource, InterfaceFile, ReconcileResult } from '../source';
 import type { Task, TaskResolver } from '../task';
 import { SimCgroupfs, cgroupPath, parentPath } from './cgroupfs';
-import { STATIC_FILES, filesOf, schedstatText, type CgroupFigures, type SimFile } from './files';
+import { STATIC_FILES, filesOf, freshFigures, schedstatText, type CgroupFigures, type SimFile } from './files';
 import { Workload, type WorkloadChange } from './workload';
 
 const debug = createDebug('vbpffs:tags');
@@ -55,9 +55,10 @@ export class SimCgroupSource implements CgroupSource, TaskResolver {
     this.cgroupfs.on('mkdir', (p, id) => this.#tracking && this.#seenMkdir(p, id));
     this.cgroupfs.on('rmdir', (_p, id) => this.#tracking && this.#seenRmdir(id));
     this.workload.on('change', (c) => this.#flushWorkload(c));
-    // Descendant counts in cgroup.stat change with every mkdir, rmdir and release below.
+    // Descendant counts in cgroup.stat change with every mkdir, rmdir and release below. The nodes
+    // keep the counts (as struct cgroup does), so each ancestor's file costs O(1) to render.
     const counts = (n: KernfsNode): void => {
-      for (let a = n.parent; a !== null; a = a.parent) this.#write(a, ['cgroup.stat']);
+      for (let a = n.parent; a !== null; a = a.parent) this.#writeStat(a);
     };
     this.hierarchy.on('mkdir', counts).on('rmdir', counts).on('release', counts);
   }
@@ -177,20 +178,12 @@ export class SimCgroupSource implements CgroupSource, TaskResolver {
   }
 
   #figures(node: KernfsNode): CgroupFigures {
-    let live = 0;
-    let dying = 0;
-    for (const n of this.hierarchy.walk(node)) {
-      // A node being released is still in its parent's children while its hooks run: not counted.
-      if (n === node || n.released) continue;
-      if (n.dying) dying++;
-      else live++;
-    }
     return {
       isRoot: node.parent === null,
       pids: this.workload.procs(node),
       populated: this.workload.populated(node),
-      nrDescendants: live,
-      nrDyingDescendants: dying,
+      nrDescendants: node.nrDescendants,
+      nrDyingDescendants: node.nrDyingDescendants,
       cputime: this.workload.cputime(node),
       pressure: (r) => this.workload.pressure(node, r),
     };
@@ -199,6 +192,13 @@ export class SimCgroupSource implements CgroupSource, TaskResolver {
   #write(node: KernfsNode, files: readonly SimFile[]): void {
     if (node.dying) return;
     this.cgroupfs.writeFiles(node.path, node.id, this.#figures(node), files);
+  }
+
+  /** cgroup.stat only: made from the node's counters, without the workload's per-task figures. */
+  #writeStat(node: KernfsNode): void {
+    if (node.dying) return;
+    const figures = { ...freshFigures(node.parent === null), nrDescendants: node.nrDescendants, nrDyingDescendants: node.nrDyingDescendants };
+    this.cgroupfs.writeFiles(node.path, node.id, figures, ['cgroup.stat']);
   }
 
   #flushWorkload(change: WorkloadChange): void {

@@ -251,11 +251,7 @@ export class Workload extends EventEmitter<WorkloadEvents> {
     if (!Number.isSafeInteger(ns) || ns < 0) throw bpfError('EINVAL', `cannot advance the clock by ${ns} ns`);
     const target = this.#now + ns;
     for (let b = (Math.floor(this.#now / PSI_PERIOD_NS) + 1) * PSI_PERIOD_NS; b <= target; b += PSI_PERIOD_NS) {
-      for (const [node, acct] of this.#accounts) {
-        if (node.released) {
-          this.#accounts.delete(node);
-          continue;
-        }
+      for (const acct of this.#accounts.values()) {
         acct.settle(b);
         if (acct.psi.active) acct.psi.update(b);
       }
@@ -310,11 +306,18 @@ export class Workload extends EventEmitter<WorkloadEvents> {
     return t;
   }
 
+  /**
+   * The account of a cgroup, made on first use. It is dropped when the cgroup is released, as the
+   * kernel frees a cgroup's psi group and cputime with it. A cgroup released already (a migration
+   * can drop the last reference on the one the task left) gets a throwaway account.
+   */
   #account(node: KernfsNode): Account {
     let a = this.#accounts.get(node);
     if (a === undefined) {
       a = new Account(this.#now);
+      if (node.released) return a;
       this.#accounts.set(node, a);
+      node.onRelease(() => this.#accounts.delete(node));
     }
     return a;
   }
