@@ -1,0 +1,104 @@
+/**
+ * BPF_MAP_TYPE_TASK_STORAGE (kernel/bpf/bpf_task_storage.c): local storage owned by tasks.
+ *
+ * Userspace names a task by the object or its pid where the kernel takes a pidfd; the values are
+ * freed when the task is released.
+ */
+import { BPF_LOCAL_STORAGE_GET_F_CREATE, ERRNO, bpfError } from '../../../uapi';
+import type { Kernel } from '../../kernel';
+import type { MapOps, MapSpec } from '../map';
+import type { TaskOwner } from '../owners';
+import { localStorageMapAllocCheck, localStorageMapCheckBtf } from './alloc-check';
+import { taskStorageBusy } from './busy';
+import { LocalStorageMap, bpfLocalStorageDestroy } from './map';
+import type { LocalStorage } from './storage';
+
+// Held in a module constant so the hot path reads the counter, not the import first.
+const busy = taskStorageBusy;
+
+export function isTaskOwner(x: unknown): x is TaskOwner {
+  const t = x as TaskOwner | null;
+  return (
+    typeof t === 'object' && t !== null && 'bpfStorage' in t && typeof t.pid === 'number' &&
+    typeof t.dying === 'boolean'
+  );
+}
+
+export class TaskStorageMap extends LocalStorageMap<TaskOwner> {
+  protected override readonly ownerName = 'task';
+
+  constructor(kernel: Kernel, spec: MapSpec) {
+    super(kernel, spec, 'task', busy, bpf_task_storage_free);
+  }
+
+  /**
+   * pidfd_get_pid + pid_task: a key that is not a task (a non-pidfd) is EBADF; a task that has
+   * exited, or a pid with no task, is ENOENT (pid_task() finds nothing for the pidfd).
+   */
+  protected override ownerOf(key: unknown): TaskOwner {
+    let task: unknown = key;
+    if (typeof key === 'number') {
+      if (!Number.isSafeInteger(key) || key <= 0) throw bpfError('EBADF', `not a pid: ${key}`);
+      task = this.kernel.tasks?.taskByPid(key);
+      if (task === undefined) throw bpfError('ENOENT', `no task with pid ${key}`);
+    }
+    if (!isTaskOwner(task)) throw bpfError('EBADF', 'not a task');
+    if (task.dying) throw bpfError('ENOENT', `task ${task.pid} has exited`);
+    return task;
+  }
+}
+
+/**
+ * bpf_task_storage_get: the value, or NULL; creates only for a task that has not exited. The
+ * recursion guard is checked first and taken only around creation (see bpf_cgrp_storage_get).
+ */
+export function bpf_task_storage_get(
+  map: TaskStorageMap,
+  task: TaskOwner | null,
+  value: Uint8Array | null = null,
+  flags = 0,
+): Uint8Array | null {
+  if ((flags !== 0 && flags !== BPF_LOCAL_STORAGE_GET_F_CREATE) || task === null || task === undefined || busy.count !== 0) return null;
+  const sdata = map.lookup(task.bpfStorage as LocalStorage | null, true);
+  if (sdata !== null || flags === 0) return sdata;
+  return taskStorageCreate(map, task, value);
+}
+
+function taskStorageCreate(map: TaskStorageMap, task: TaskOwner, value: Uint8Array | null): Uint8Array | null {
+  if (!isTaskOwner(task) || task.dying) return null;
+  busy.lock();
+  try {
+    return map.createForHelper(task, value);
+  } finally {
+    busy.unlock();
+  }
+}
+
+/** bpf_task_storage_delete: 0, or -EINVAL (no task), -EBUSY (re-entered), -ENOENT (no value). */
+export function bpf_task_storage_delete(map: TaskStorageMap, task: TaskOwner | null): number {
+  if (task === null || task === undefined) return -ERRNO.EINVAL;
+  if (!busy.trylock()) return -ERRNO.EBUSY;
+  try {
+    return map.deleteOwner(task) ? 0 : -ERRNO.ENOENT;
+  } finally {
+    busy.unlock();
+  }
+}
+
+/** bpf_task_storage_free: the task is released; its values in every map go with it. */
+export function bpf_task_storage_free(task: TaskOwner): void {
+  const storage = task.bpfStorage as LocalStorage | null;
+  if (storage === null) return;
+  busy.lock();
+  try {
+    bpfLocalStorageDestroy(storage);
+  } finally {
+    busy.unlock();
+  }
+}
+
+export const taskStorageMapOps: MapOps = {
+  allocCheck: localStorageMapAllocCheck,
+  checkBtf: localStorageMapCheckBtf,
+  alloc: (kernel, spec) => new TaskStorageMap(kernel, spec),
+};
