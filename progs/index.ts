@@ -6,3 +6,5 @@ export { Kernel, type KernelOptions, type TaskResolver } from './kernel';
 export { BpfObject, Handle, type ObjectKind } from './object';
 export { IdTable, ID_MAX } from './idr';
 export * from './maps';
+export * from './helpers';
+export * from './prog';
