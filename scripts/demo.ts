@@ -112,7 +112,7 @@ async function host(): Promise<void> {
   await source.start();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const nodes = [...source.hierarchy.walk()];
-  console.log(`cgroup2 at ${source.mountPoint}: ${nodes.length} cgroups loaded and watched in ${ms.toFixed(1)} ms`);
+  console.log(`cgroup2 at ${source.mountPoint}: ${nodes.length} cgroup${nodes.length === 1 ? "" : "s"} loaded and watched in ${ms.toFixed(1)} ms`);
   for (const n of nodes.slice(0, 8)) console.log(`  id ${String(n.id).padEnd(6)} ${n.path}`);
   if (nodes.length > 8) console.log(`  ... and ${nodes.length - 8} more`);
   await source.stop();
