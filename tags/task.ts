@@ -81,8 +81,10 @@ export class Task {
     return true;
   }
 
+  /** put_task_struct. A running task holds its own reference until exit(), so a put cannot take it. */
   put(): void {
     if (this.#refcnt <= 0) throw bpfError('EINVAL', `task ${this.pid}: reference put twice`);
+    if (this.#refcnt === 1 && !this.#dying) throw bpfError('EINVAL', `task ${this.pid}: a put would drop a running task's own reference`);
     if (--this.#refcnt === 0) this.#release();
   }
 

@@ -102,3 +102,15 @@ t.test('a failing task bpfStorage.destroy does not stop the release', async (t) 
   t.ok(task.released);
   t.equal(a.state, 'released', 'the cgroup reference was still dropped');
 });
+
+t.test('a put cannot drop a running task\'s own reference (only exit() does): EINVAL, nothing changes', async (t) => {
+  const h = new CgroupHierarchy(1);
+  const task = new Task(42, 'sh', h.root);
+  t.throws(() => task.put(), { code: 'EINVAL' });
+  t.equal(task.refs, 1);
+  t.notOk(task.released);
+  t.ok(task.tryGet());
+  task.put();
+  task.exit();
+  t.ok(task.released, 'exit drops the task\'s own reference');
+});
