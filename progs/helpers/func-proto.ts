@@ -30,53 +30,9 @@
  * key/value) where reading files is reasonable: cgroup_view, iter/cgroup, tp/timer/tick and
  * tp/cgroup/mkdir (not on the packet and socket paths, the scheduler sample or a removed cgroup).
  */
-import { bpfError } from '../../uapi';
+import { BpfAttachType, BpfProgType, bpfError } from '../../uapi';
 
-/** enum bpf_prog_type (uapi), the values vbpffs uses. */
-export enum BpfProgType {
-  TRACEPOINT = 5,
-  CGROUP_SKB = 8,
-  CGROUP_SOCK = 9,
-  SOCK_OPS = 13,
-  CGROUP_DEVICE = 15,
-  CGROUP_SOCK_ADDR = 18,
-  CGROUP_SYSCTL = 23,
-  CGROUP_SOCKOPT = 25,
-  TRACING = 26,
-}
-
-/** enum bpf_attach_type (uapi), the values vbpffs uses. */
-export enum BpfAttachType {
-  CGROUP_INET_INGRESS = 0,
-  CGROUP_INET_EGRESS = 1,
-  CGROUP_INET_SOCK_CREATE = 2,
-  CGROUP_SOCK_OPS = 3,
-  CGROUP_DEVICE = 6,
-  CGROUP_INET4_BIND = 8,
-  CGROUP_INET6_BIND = 9,
-  CGROUP_INET4_CONNECT = 10,
-  CGROUP_INET6_CONNECT = 11,
-  CGROUP_INET4_POST_BIND = 12,
-  CGROUP_INET6_POST_BIND = 13,
-  CGROUP_UDP4_SENDMSG = 14,
-  CGROUP_UDP6_SENDMSG = 15,
-  CGROUP_SYSCTL = 18,
-  CGROUP_UDP4_RECVMSG = 19,
-  CGROUP_UDP6_RECVMSG = 20,
-  CGROUP_GETSOCKOPT = 21,
-  CGROUP_SETSOCKOPT = 22,
-  TRACE_ITER = 28,
-  CGROUP_INET4_GETPEERNAME = 29,
-  CGROUP_INET6_GETPEERNAME = 30,
-  CGROUP_INET4_GETSOCKNAME = 31,
-  CGROUP_INET6_GETSOCKNAME = 32,
-  CGROUP_INET_SOCK_RELEASE = 34,
-  CGROUP_UNIX_CONNECT = 49,
-  CGROUP_UNIX_SENDMSG = 50,
-  CGROUP_UNIX_RECVMSG = 51,
-  CGROUP_UNIX_GETPEERNAME = 52,
-  CGROUP_UNIX_GETSOCKNAME = 53,
-}
+export { BpfAttachType, BpfProgType };
 
 /**
  * vbpffs's program types: bpftool's names for the kernel types, plus 'cgroup_view' (the RFC's
