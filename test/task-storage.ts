@@ -145,14 +145,18 @@ t.test('bpf_task_storage_delete: NULL task -EINVAL, absent -ENOENT, present 0', 
   t.equal(task.bpfStorage, null);
 });
 
-t.test('recursion guard (bpf_task_storage_busy): a re-entering program gets NULL and -EBUSY; syscalls still proceed', async (t) => {
+t.test('recursion guard (bpf_task_storage_get_recur, v6.2+): re-entered, get still finds a value but creates none; delete is -ENOENT before -EBUSY', async (t) => {
   const { k, pids } = world();
   const m = taskMap(k);
   const task = pids.spawn(1);
+  const other = pids.spawn(2);
   m.updateElem(task, u32(1));
   taskStorageBusy.lock();
   try {
-    t.equal(bpf_task_storage_get(m, task), null);
+    t.equal(bpf_task_storage_get(m, task)![0], 1, 'an existing value is still found');
+    t.equal(bpf_task_storage_get(m, other, null, F_CREATE), null, 'no creation while busy');
+    t.equal(other.bpfStorage, null);
+    t.equal(bpf_task_storage_delete(m, other), -ERRNO.ENOENT, 'absent: ENOENT first');
     t.equal(bpf_task_storage_delete(m, task), -ERRNO.EBUSY);
     m.deleteElem(task);
   } finally {

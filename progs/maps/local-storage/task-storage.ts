@@ -49,8 +49,9 @@ export class TaskStorageMap extends LocalStorageMap<TaskOwner> {
 }
 
 /**
- * bpf_task_storage_get: the value, or NULL; creates only for a task that has not exited. The
- * recursion guard is checked first and taken only around creation (see bpf_cgrp_storage_get).
+ * bpf_task_storage_get (bpf_task_storage_get_recur since v6.2): the value, or NULL; creates only
+ * for a task that has not exited. Unlike cgroup storage, a re-entered call (the guard busy) still
+ * finds an existing value, without touching the cache; only creation needs the guard free.
  */
 export function bpf_task_storage_get(
   map: TaskStorageMap,
@@ -58,9 +59,10 @@ export function bpf_task_storage_get(
   value: Uint8Array | null = null,
   flags = 0,
 ): Uint8Array | null {
-  if ((flags !== 0 && flags !== BPF_LOCAL_STORAGE_GET_F_CREATE) || task === null || task === undefined || busy.count !== 0) return null;
-  const sdata = map.lookup(task.bpfStorage as LocalStorage | null, true);
-  if (sdata !== null || flags === 0) return sdata;
+  if ((flags !== 0 && flags !== BPF_LOCAL_STORAGE_GET_F_CREATE) || task === null || task === undefined) return null;
+  const nobusy = busy.count === 0;
+  const sdata = map.lookup(task.bpfStorage as LocalStorage | null, nobusy);
+  if (sdata !== null || flags === 0 || !nobusy) return sdata;
   return taskStorageCreate(map, task, value);
 }
 
@@ -74,9 +76,13 @@ function taskStorageCreate(map: TaskStorageMap, task: TaskOwner, value: Uint8Arr
   }
 }
 
-/** bpf_task_storage_delete: 0, or -EINVAL (no task), -EBUSY (re-entered), -ENOENT (no value). */
+/**
+ * bpf_task_storage_delete: 0, or -EINVAL (no task), -ENOENT (no value), -EBUSY (re-entered).
+ * Since v6.2 the value is looked up first, so an absent one is -ENOENT even when re-entered.
+ */
 export function bpf_task_storage_delete(map: TaskStorageMap, task: TaskOwner | null): number {
   if (task === null || task === undefined) return -ERRNO.EINVAL;
+  if (map.lookup(task.bpfStorage as LocalStorage | null, false) === null) return -ERRNO.ENOENT;
   if (!busy.trylock()) return -ERRNO.EBUSY;
   try {
     return map.deleteOwner(task) ? 0 : -ERRNO.ENOENT;
