@@ -8,3 +8,4 @@ export { IdTable, ID_MAX } from './idr';
 export * from './maps';
 export * from './helpers';
 export * from './prog';
+export * from './events';

@@ -52,6 +52,8 @@ export interface CgroupTree {
   mkdirp(...parts: string[]): string;
   /** Starts a sleeping process in cg(...parts); it is killed at teardown. */
   spawnIn(...parts: string[]): Promise<ChildProcess>;
+  /** Starts a process that burns a CPU (a shell busy loop) in cg(...parts); it is killed at teardown. */
+  spawnBurnerIn(...parts: string[]): Promise<ChildProcess>;
 }
 
 /** Makes the test-owned cgroup and registers its removal with t.teardown. */
@@ -78,14 +80,22 @@ export async function makeCgroupTree(t: Teardown, label = 'test'): Promise<Cgrou
       fs.mkdirSync(p, { recursive: true });
       return p;
     },
-    async spawnIn(...parts) {
-      const child = spawn('sleep', ['600'], { stdio: 'ignore' });
-      children.push(child);
-      await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject));
-      await fsp.writeFile(path.join(hostPath(...parts), 'cgroup.procs'), `${child.pid}\n`);
-      return child;
+    spawnIn(...parts) {
+      return spawnMoved(children, 'sleep', ['600'], hostPath(...parts));
+    },
+    spawnBurnerIn(...parts) {
+      return spawnMoved(children, 'sh', ['-c', 'while :; do :; done'], hostPath(...parts));
     },
   };
+}
+
+/** Starts a process, records it for teardown, and moves it into the cgroup at dir. */
+async function spawnMoved(children: ChildProcess[], cmd: string, args: string[], dir: string): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: 'ignore' });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject));
+  await fsp.writeFile(path.join(dir, 'cgroup.procs'), `${child.pid}\n`);
+  return child;
 }
 
 /** Empties and removes a cgroup directory tree, deepest first. */
