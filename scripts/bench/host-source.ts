@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { findCgroup2Mount } from '../../tags/host/mountinfo';
 import { HostCgroupSource } from '../../tags/host/host-source';
 import { scanTreeSync } from '../../tags/host/scan';
+import { cgroupBenchSkipReason } from '../bench-skip';
 
 const FANOUT = 100;
 const MKDIRS = 300;
@@ -38,16 +39,6 @@ async function inParallel<T>(items: T[], fn: (item: T) => Promise<void>): Promis
   await Promise.all(Array.from({ length: PARALLEL }, lane));
 }
 
-async function skipReason(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'needs root to make cgroups';
-  try {
-    await findCgroup2Mount();
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-
 /** Removes the bench cgroups, deepest first; it never holds tasks. */
 async function removeBenchTree(dir: string): Promise<void> {
   if (!fs.existsSync(dir)) return;
@@ -61,7 +52,7 @@ async function removeBenchTree(dir: string): Promise<void> {
 }
 
 export async function run(): Promise<void> {
-  const reason = await skipReason();
+  const reason = await cgroupBenchSkipReason();
   if (reason !== null) {
     console.log(`host source bench skipped: ${reason}`);
     return;

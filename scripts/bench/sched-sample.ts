@@ -14,22 +14,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SchedSampler, type SchedSampleBatch } from '../../progs/events';
 import { HostCgroupSource, findCgroup2Mount } from '../../tags';
+import { cgroupBenchSkipReason } from '../bench-skip';
 
 const TASKS = 1000;
 const DURATION_MS = 10_000;
 const INTERVAL_MS = 1000;
 /** The delay monitor's timer period; Node's histogram records the whole gap between its ticks. */
 const RESOLUTION_MS = 10;
-
-async function skipReason(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'needs root to make cgroups';
-  try {
-    await findCgroup2Mount();
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 
 function threadsIn(dir: string): number {
   return fs.readFileSync(path.join(dir, 'cgroup.threads'), 'utf8').split('\n').filter(Boolean).length;
@@ -84,7 +75,7 @@ async function measure(ms: number): Promise<Window> {
 const ms = (ns: number): string => `${(ns / 1e6).toFixed(2)} ms`;
 
 export async function run(): Promise<void> {
-  const reason = await skipReason();
+  const reason = await cgroupBenchSkipReason();
   if (reason !== null) {
     console.log(`sched sample bench skipped: ${reason}`);
     return;

@@ -11,7 +11,7 @@ import type { MapOps, MapSpec } from '../map';
 import type { CgroupOwner } from '../owners';
 import { localStorageMapAllocCheck, localStorageMapCheckBtf } from './alloc-check';
 import { cgrpStorageBusy } from './busy';
-import { LocalStorageMap, bpfLocalStorageDestroy } from './map';
+import { LocalStorageMap, bpfLocalStorageFreeLocked } from './map';
 import type { LocalStorage } from './storage';
 
 // Held in a module constant so the hot path reads the counter, not the import first.
@@ -98,14 +98,7 @@ export function bpf_cgrp_storage_delete(map: CgrpStorageMap, cgrp: CgroupOwner |
 
 /** bpf_cgrp_storage_free: the cgroup is released (css_free); its values in every map go with it. */
 export function bpf_cgrp_storage_free(cgrp: CgroupOwner): void {
-  const storage = cgrp.bpfStorage as LocalStorage | null;
-  if (storage === null) return;
-  busy.lock();
-  try {
-    bpfLocalStorageDestroy(storage);
-  } finally {
-    busy.unlock();
-  }
+  bpfLocalStorageFreeLocked(busy, cgrp);
 }
 
 export const cgrpStorageMapOps: MapOps = {

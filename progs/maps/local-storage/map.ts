@@ -373,3 +373,18 @@ export function bpfLocalStorageDestroy(storage: LocalStorage): number {
   freeStorage(storage);
   return storage.memCharge;
 }
+
+/**
+ * bpf_cgrp_storage_free, bpf_task_storage_free: the owner is being freed, so its values in every map
+ * go, with the owner type's recursion guard held so a program re-entering meanwhile backs off.
+ */
+export function bpfLocalStorageFreeLocked(busy: StorageBusy, owner: StorageOwner): void {
+  const storage = owner.bpfStorage as LocalStorage | null;
+  if (storage === null) return;
+  busy.lock();
+  try {
+    bpfLocalStorageDestroy(storage);
+  } finally {
+    busy.unlock();
+  }
+}

@@ -10,7 +10,7 @@ import type { MapOps, MapSpec } from '../map';
 import type { TaskOwner } from '../owners';
 import { localStorageMapAllocCheck, localStorageMapCheckBtf } from './alloc-check';
 import { taskStorageBusy } from './busy';
-import { LocalStorageMap, bpfLocalStorageDestroy } from './map';
+import { LocalStorageMap, bpfLocalStorageFreeLocked } from './map';
 import type { LocalStorage } from './storage';
 
 // Held in a module constant so the hot path reads the counter, not the import first.
@@ -93,14 +93,7 @@ export function bpf_task_storage_delete(map: TaskStorageMap, task: TaskOwner | n
 
 /** bpf_task_storage_free: the task is released; its values in every map go with it. */
 export function bpf_task_storage_free(task: TaskOwner): void {
-  const storage = task.bpfStorage as LocalStorage | null;
-  if (storage === null) return;
-  busy.lock();
-  try {
-    bpfLocalStorageDestroy(storage);
-  } finally {
-    busy.unlock();
-  }
+  bpfLocalStorageFreeLocked(busy, task);
 }
 
 export const taskStorageMapOps: MapOps = {
