@@ -76,6 +76,17 @@ t.test('transpile: a syntax error is EINVAL with file:line:col; other extensions
   t.match(log, [/^syn\.ts:1:18: Expression expected/]);
 });
 
+t.test('transpile: .mts and .mjs are EINVAL (the compiler emits them as ES modules; an object file is CommonJS)', async (t) => {
+  for (const f of ['obj.mts', 'obj.mjs', 'OBJ.MJS']) {
+    t.throws(() => transpile(`import { SEC } from 'vbpffs/bpf';\nexport const p = SEC('cgroup_view', () => 0);\n`, f),
+      { code: 'EINVAL', message: /not \.mts, \.mjs/ }, f);
+    t.match(rejected(t, `export const x = 1;\n`, 'EINVAL', f), [/CommonJS, so not \.mts, \.mjs/]);
+  }
+  for (const f of ['obj.cts', 'obj.cjs']) {
+    t.match(transpile(`import { SEC } from 'vbpffs/bpf';\nexport const p = SEC('cgroup_view', () => 0);\n`, f).js, /require\("vbpffs\/bpf"\)/, f);
+  }
+});
+
 t.test('transpile: source maps lead from a generated position back to the original line', async (t) => {
   const source = 'import { SEC } from \'vbpffs/bpf\';\n\ninterface X { a: number }\n\nexport const p = SEC(\'cgroup_view\', (ctx: X): number => {\n  throw new Error("boom");\n});\n';
   const out = transpile(source, 'map.ts');
@@ -169,6 +180,17 @@ t.test('map(): anything computed is EINVAL naming the line (rule: static map lit
     const log = rejected(t, HEAD + `const size = 4; const base = {}; const arr: string[] = [];\nexport const m = ${expr};\n` + PROG, 'EINVAL');
     t.match(log, [re], expr);
     t.match(log[0], /^obj\.ts:3:\d+: /, 'names the line');
+  }
+});
+
+t.test('map(): a member named __proto__ is EINVAL naming the line (it would set the prototype and vanish)', async (t) => {
+  for (const lit of [`{ type: BPF_MAP_TYPE_HASH, key: 'u32', value: { '__proto__': 'u64', a: 'u32' }, maxEntries: 1 }`,
+    `{ type: BPF_MAP_TYPE_HASH, key: 'u32', value: { a: 'u32', __proto__: 'u64' }, maxEntries: 1 }`, `{ __proto__: 1, type: BPF_MAP_TYPE_HASH, value: 'u64' }`]) {
+    const log = rejected(t, HEAD + `export const m = map(${lit});\n` + PROG, 'EINVAL');
+    // The host rules reject `__proto__` too (EACCES); the map() line is the EINVAL one.
+    const mapLines = log.filter((l) => l.includes('map() member'));
+    t.equal(mapLines.length, 1, lit);
+    t.match(mapLines[0], /^obj\.ts:2:\d+: a map\(\) member cannot be named '__proto__'$/, lit);
   }
 });
 

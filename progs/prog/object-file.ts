@@ -107,18 +107,19 @@ export function importedName(checker: ts.TypeChecker, e: ts.Expression): string 
   e = unwrap(e);
   if (ts.isIdentifier(e)) {
     const d = declaredSymbol(checker, e)?.declarations?.[0];
-    if (d === undefined || !ts.isImportSpecifier(d) || !fromBpfModule(d.parent.parent.parent)) return undefined;
+    // A type-only import is elided: the name is then the global of that name, not the export.
+    if (d === undefined || !ts.isImportSpecifier(d) || d.isTypeOnly || d.parent.parent.isTypeOnly || !fromBpfModule(d.parent.parent.parent)) return undefined;
     return (d.propertyName ?? d.name).text;
   }
   if (ts.isPropertyAccessExpression(e) && ts.isIdentifier(e.expression) && ts.isIdentifier(e.name)) {
     const d = declaredSymbol(checker, e.expression)?.declarations?.[0];
-    if (d === undefined || !ts.isNamespaceImport(d) || !fromBpfModule(d.parent.parent)) return undefined;
+    if (d === undefined || !ts.isNamespaceImport(d) || d.parent.isTypeOnly || !fromBpfModule(d.parent.parent)) return undefined;
     return e.name.text;
   }
   return undefined;
 }
 
-function fromBpfModule(decl: ts.ImportDeclaration | ts.JSDocImportTag): boolean {
+export function fromBpfModule(decl: ts.ImportDeclaration | ts.JSDocImportTag): boolean {
   return ts.isImportDeclaration(decl) && ts.isStringLiteral(decl.moduleSpecifier) && decl.moduleSpecifier.text === BPF_MODULE;
 }
 
@@ -143,7 +144,7 @@ export function parseObjectFile(sourceText: string, filename: string): ParsedObj
     const line = (e as Error).message.replace(/^EINVAL: /, '');
     throw new VerifierError('EINVAL', `${filename}: malformed object file (1 error)`, [line]);
   }
-  const kind = /\.[cm]?js$/i.test(filename) ? ts.ScriptKind.JS : ts.ScriptKind.TS;
+  const kind = /\.c?js$/i.test(filename) ? ts.ScriptKind.JS : ts.ScriptKind.TS;
   const source = ts.createSourceFile('object' + (kind === ts.ScriptKind.JS ? '.js' : '.ts'), sourceText, ts.ScriptTarget.ES2022, true, kind);
   const checker = bindSource(source);
   const log = new VerifierLog(source, filename);
@@ -273,6 +274,8 @@ class Parser {
       const k = p.name;
       if (!ts.isIdentifier(k) && !ts.isStringLiteral(k) && !ts.isNumericLiteral(k)) throw new NotStatic(k, 'a computed member name is not static');
       const name = k.text;
+      // Assigned into a plain object, `__proto__` would set its prototype and vanish from the schema.
+      if (name === '__proto__') throw new NotStatic(k, `a map() member cannot be named '__proto__'`);
       if (top && !MAP_MEMBERS.has(name)) throw new NotStatic(k, `unknown map() member '${name}' (known: ${[...MAP_MEMBERS].join(', ')})`);
       if (Object.hasOwn(out, name)) throw new NotStatic(k, `member '${name}' given twice`);
       out[name] = this.staticValue(p.initializer);

@@ -4,7 +4,8 @@
  * milliseconds; later ones of the same text are a cache hit.
  *
  * The cache is keyed by the sha256 of the source text and the file's extension (the extension picks
- * the dialect: .ts, .tsx, .js, .mjs ...); the file name itself is not part of the key, so the map's
+ * the dialect: .ts, .cts, .js, .cjs; .mts and .mjs are refused, EINVAL: the compiler emits those as
+ * ES modules whatever the options say, and an object file is CommonJS); the file name itself is not part of the key, so the map's
  * `sources` names a fixed stand-in and callers name the file when they report a position
  * (originalPosition). It holds at most TRANSPILE_CACHE_MAX entries and forgets the least recently used.
  */
@@ -19,10 +20,8 @@ export const TRANSPILE_CACHE_MAX = 64;
 /** Extensions an object file may have, and the stand-in file name each transpiles as. */
 const DIALECT: Readonly<Record<string, string>> = {
   '.ts': 'object.ts',
-  '.mts': 'object.mts',
   '.cts': 'object.cts',
   '.js': 'object.js',
-  '.mjs': 'object.mjs',
   '.cjs': 'object.cjs',
 };
 
@@ -56,7 +55,7 @@ const stats = { hits: 0, misses: 0 };
 /** The stand-in name a file transpiles as; EINVAL for an extension that is not a module. */
 export function dialectOf(filename: string): string {
   const name = DIALECT[path.extname(filename).toLowerCase()];
-  if (name === undefined) throw bpfError('EINVAL', `${filename}: an object file is a .ts or .js module`);
+  if (name === undefined) throw bpfError('EINVAL', `${filename}: an object file is a .ts or .js module (or .cts, .cjs: CommonJS, so not .mts, .mjs)`);
   return name;
 }
 

@@ -6,7 +6,16 @@
  *   arrays, Map, ...). Everything else a name can reach without declaring it is rejected: process,
  *   require, module, exports, global, globalThis, self, window, console, Buffer, timers,
  *   queueMicrotask, fetch, and the code-making or meta-object globals eval, Function, Reflect, Proxy,
- *   WebAssembly, Atomics, SharedArrayBuffer, Promise. A name declared with `declare` counts as global.
+ *   WebAssembly, Atomics, SharedArrayBuffer, Promise. A declaration that emits no value does not
+ *   shadow a global: `declare`, a body-less function signature (an overload), an interface or type,
+ *   a type-only import.
+ * - The global Object only as `Object(x)`, `new Object()`, `x instanceof Object` or `Object.name`
+ *   with a name other than its reflective members (getOwnPropertyDescriptor(s), getOwnPropertyNames,
+ *   getOwnPropertySymbols, defineProperty/ies, assign; get/setPrototypeOf are forbidden names anyway):
+ *   they read and write properties by a name computed at run time. (Reflect is a rejected global.)
+ * - No namespace or module declarations (EINVAL: a namespace's exported variables are properties
+ *   written from anywhere, out of the numeric-key rule's sight). Enums are allowed: their members
+ *   are never "provably numbers" as keys, and string members are string literals (below).
  * - No import but 'vbpffs/bpf', no import() or import.meta, no `import x = require()`, no `export =`.
  * - No `with`, no `debugger`, no tagged templates (they call a function without a call expression,
  *   out of the helper rules' sight), no async functions or await (a program runs to completion: work
@@ -14,12 +23,17 @@
  * - `this` only inside a function or class (at module scope it is CommonJS `exports`).
  * - Property names that climb to constructors and prototypes are rejected however they are written:
  *   constructor, __proto__, prototype, __defineGetter__ and friends, getPrototypeOf, setPrototypeOf,
- *   caller, callee; as `x.name`, `x['name']`, a destructuring `{ name }` or an object literal's
- *   `__proto__:`.
+ *   caller, callee, V8's stack trace API (prepareStackTrace, captureStackTrace, stackTraceLimit) and
+ *   RegExp's legacy statics (input, lastMatch, lastParen, leftContext, rightContext, $_ $& $+ $` $'
+ *   $1..$9); as `x.name`, a destructuring `{ name }`, an object literal's `__proto__:`, and any string
+ *   literal (or template without substitutions) equal to one of them anywhere in the file, whatever
+ *   it is used for (`x['name']`, an argument, a value): a string is how code names a property
+ *   without writing `.name`.
  * - A computed member access `x[k]` needs a key that is a literal or provably a number: a numeric
  *   literal, arithmetic (`- * / % ** | & ^ << >> >>>`, unary `- + ~`, `++`/`--`), `+` of two
- *   numbers, a conditional of two numbers, or a variable whose initializer and every assignment are
- *   numbers. Anything else (a parameter, a string built at run time: ''['constr' + 'uctor']) is
+ *   numbers, a conditional of two numbers, or a variable every declaration of which has a numeric
+ *   initializer and every write to which (`=`, compound assignments, destructuring, for-in/of) is
+ *   numeric (`++`/`--` always are). Anything else (a parameter, a string built at run time: ''['constr' + 'uctor']) is
  *   rejected; write `x[+k]` or `x[k | 0]` to index with a value of unknown type.
  */
 import ts from 'typescript';
@@ -51,6 +65,21 @@ const HOST_GLOBALS: Readonly<Record<string, string>> = {
 export const FORBIDDEN_PROPERTIES = new Set([
   'constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__',
   '__lookupSetter__', 'getPrototypeOf', 'setPrototypeOf', 'caller', 'callee',
+  // V8's stack trace API: Error.prepareStackTrace hands out CallSite objects (getThis, getFunction).
+  'prepareStackTrace', 'captureStackTrace', 'stackTraceLimit',
+  // RegExp's legacy statics: the last match of any code in the isolate, the host's included.
+  'input', 'lastMatch', 'lastParen', 'leftContext', 'rightContext', '$_', '$&', '$+', '$`', "$'",
+  '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9',
+]);
+
+/**
+ * Object's reflective members: they read and write properties by a name given as a string, out of the
+ * property-name rule's sight (Object.getOwnPropertyDescriptor(f, 'constr' + 'uctor')). Programs need
+ * none of them; the global Object is usable only as `Object.name` with a name not in this set.
+ */
+export const OBJECT_REFLECTIVE = new Set([
+  'getOwnPropertyDescriptor', 'getOwnPropertyDescriptors', 'getOwnPropertyNames', 'getOwnPropertySymbols',
+  'defineProperty', 'defineProperties', 'assign', // getPrototypeOf, setPrototypeOf: FORBIDDEN_PROPERTIES
 ]);
 
 const NUMERIC_OPERATORS = new Set([
@@ -72,6 +101,9 @@ export class HostRules {
   /** Per variable: the expressions written to it; `null` marks a write that is not an expression. */
   readonly #writes = new Map<ts.Symbol, (ts.Expression | null)[]>();
   readonly #numeric = new Map<ts.Symbol, boolean>();
+  /** Variables whose isNumericVariable() is under way, with their depth; and the lowest depth read. */
+  readonly #inProgress = new Map<ts.Symbol, number>();
+  #lowestRead = Infinity;
 
   constructor(readonly source: ts.SourceFile, readonly checker: ts.TypeChecker, readonly log: VerifierLog) {}
 
@@ -86,6 +118,13 @@ export class HostRules {
 
   visit(n: ts.Node): void {
     if ((ts.isTypeNode(n) && !ts.isExpressionWithTypeArguments(n)) || ts.isInterfaceDeclaration(n) || ts.isTypeAliasDeclaration(n)) return;
+    if (ts.isModuleDeclaration(n)) {
+      // A namespace's exported variables are properties of its object, written from outside as
+      // `N.k = ...` where the numeric-key rule cannot see; `declare global`/`declare module` augment
+      // host typings. Neither has a place in an object file.
+      this.log.reject(n, 'EINVAL', 'namespace and module declarations have no place in an object file');
+      return;
+    }
     this.node(n);
     ts.forEachChild(n, (c) => this.visit(c));
   }
@@ -126,6 +165,14 @@ export class HostRules {
         return;
       case ts.SyntaxKind.Identifier:
         return this.identifier(n as ts.Identifier);
+      case ts.SyntaxKind.StringLiteral:
+      case ts.SyntaxKind.NoSubstitutionTemplateLiteral: {
+        // However it is later used (an argument, a key, a value passed along), a string naming one of
+        // these properties is how code reaches them without writing `.name`.
+        const text = (n as ts.StringLiteralLike).text;
+        if (FORBIDDEN_PROPERTIES.has(text)) this.reject(n, `property '${text}' leads to constructors or prototypes`);
+        return;
+      }
       case ts.SyntaxKind.PropertyAccessExpression:
         return this.propertyName((n as ts.PropertyAccessExpression).name);
       case ts.SyntaxKind.ElementAccessExpression:
@@ -134,7 +181,7 @@ export class HostRules {
         return this.bindingElement(n as ts.BindingElement);
       case ts.SyntaxKind.PropertyAssignment: {
         const name = (n as ts.PropertyAssignment).name;
-        if (ts.isObjectLiteralExpression(n.parent) && (ts.isIdentifier(name) || ts.isStringLiteral(name)) && name.text === '__proto__') {
+        if (ts.isObjectLiteralExpression(n.parent) && ts.isIdentifier(name) && name.text === '__proto__') {
           this.reject(name, '`__proto__:` sets an object\'s prototype');
         }
         return;
@@ -155,13 +202,29 @@ export class HostRules {
     const sym = ts.isShorthandPropertyAssignment(id.parent)
       ? this.checker.getShorthandAssignmentValueSymbol(id.parent)
       : declaredSymbol(this.checker, id);
-    const decls = sym?.declarations?.filter((d) => !isAmbient(d)) ?? [];
+    const decls = sym?.declarations?.filter((d) => !emitsNoValue(d)) ?? [];
     if (decls.length > 0) return;
     const name = id.text;
+    if (name === 'Object') return this.objectUse(id);
     if (ALLOWED_GLOBALS.has(name)) return;
     const why = HOST_GLOBALS[name];
     if (why !== undefined) return this.reject(id, `'${name}' ${why}`);
     this.reject(id, `'${name}' is not declared in this file and is not an allowed global: programs cannot reach the host`);
+  }
+
+  /** The global Object: called, constructed, or `Object.name` with a name that is not reflective. */
+  objectUse(id: ts.Identifier): void {
+    const x = outermostWrapper(id);
+    const p = x.parent;
+    if ((ts.isCallExpression(p) || ts.isNewExpression(p)) && p.expression === x) return;
+    if (ts.isBinaryExpression(p) && p.operatorToken.kind === ts.SyntaxKind.InstanceOfKeyword && p.right === x) return;
+    let member: string | undefined;
+    if (ts.isPropertyAccessExpression(p) && p.expression === x) member = p.name.text;
+    else if (ts.isElementAccessExpression(p) && p.expression === x && ts.isStringLiteralLike(unwrap(p.argumentExpression))) {
+      member = (unwrap(p.argumentExpression) as ts.StringLiteralLike).text;
+    }
+    if (member === undefined) return this.reject(id, `'Object' may only be called or used as Object.name: its reflective members reach prototypes`);
+    if (OBJECT_REFLECTIVE.has(member)) this.reject(p, `Object.${member} reads or writes properties by a computed name`);
   }
 
   propertyName(name: ts.MemberName): void {
@@ -170,10 +233,7 @@ export class HostRules {
 
   elementKey(key: ts.Expression): void {
     const k = unwrap(key);
-    if (ts.isStringLiteral(k) || ts.isNoSubstitutionTemplateLiteral(k)) {
-      if (FORBIDDEN_PROPERTIES.has(k.text)) this.reject(k, `property '${k.text}' leads to constructors or prototypes`);
-      return;
-    }
+    if (ts.isStringLiteral(k) || ts.isNoSubstitutionTemplateLiteral(k)) return; // node(): every string literal
     if (!this.isNumeric(k)) {
       this.reject(key, `computed key '${key.getText(this.source)}' is neither a literal nor provably a number (write [+k] or [k | 0])`);
     }
@@ -183,7 +243,7 @@ export class HostRules {
     if (!ts.isObjectBindingPattern(b.parent)) return;
     const prop = b.propertyName ?? b.name;
     if (ts.isComputedPropertyName(prop)) return this.elementKey(prop.expression);
-    if ((ts.isIdentifier(prop) || ts.isStringLiteral(prop)) && FORBIDDEN_PROPERTIES.has(prop.text)) {
+    if (ts.isIdentifier(prop) && FORBIDDEN_PROPERTIES.has(prop.text)) {
       this.reject(prop, `property '${prop.text}' leads to constructors or prototypes`);
     }
   }
@@ -211,17 +271,37 @@ export class HostRules {
     return false;
   }
 
+  /**
+   * Whether every value a variable can hold is a number: every declaration of it (`var k = 0; var k =
+   * 'x'` declares twice) is a variable with a numeric initializer, and every write is numeric.
+   * Assignments can form cycles (a = b; b = a): a variable read while its own answer is under way is
+   * assumed numeric, and an answer that used such an assumption about another variable is not cached
+   * (that variable may yet turn out not numeric); a `false` answer is always final.
+   */
   isNumericVariable(sym: ts.Symbol): boolean {
     const known = this.#numeric.get(sym);
     if (known !== undefined) return known;
-    const decl = sym.declarations?.[0];
-    if (decl === undefined || !ts.isVariableDeclaration(decl) || decl.initializer === undefined || !ts.isVariableDeclarationList(decl.parent)) {
+    const pending = this.#inProgress.get(sym);
+    if (pending !== undefined) {
+      this.#lowestRead = Math.min(this.#lowestRead, pending);
+      return true;
+    }
+    const decls = sym.declarations as ts.Declaration[]; // declaredSymbol(): at least one
+    const initializers = decls.map((d) => (ts.isVariableDeclaration(d) && ts.isVariableDeclarationList(d.parent) &&
+      !ts.isForInStatement(d.parent.parent) && !ts.isForOfStatement(d.parent.parent) ? d.initializer : undefined));
+    if (!initializers.every((i) => i !== undefined)) {
       this.#numeric.set(sym, false);
       return false;
     }
-    this.#numeric.set(sym, true); // optimistic inside a cycle of assignments: only numbers feed it
-    const ok = this.isNumeric(decl.initializer) && (this.#writes.get(sym) ?? []).every((w) => w !== null && this.isNumeric(w));
-    this.#numeric.set(sym, ok);
+    const depth = this.#inProgress.size;
+    const outer = this.#lowestRead;
+    this.#inProgress.set(sym, depth);
+    this.#lowestRead = Infinity;
+    const ok = initializers.every((i) => this.isNumeric(i as ts.Expression)) &&
+      (this.#writes.get(sym) ?? []).every((w) => w !== null && this.isNumeric(w));
+    this.#inProgress.delete(sym);
+    if (!ok || this.#lowestRead >= depth) this.#numeric.set(sym, ok);
+    this.#lowestRead = Math.min(outer, this.#lowestRead);
     return ok;
   }
 
@@ -260,11 +340,28 @@ function identifiersIn(n: ts.Node): ts.Identifier[] {
   return out;
 }
 
-function isAmbient(d: ts.Declaration): boolean {
+/**
+ * Whether a declaration emits no value, so a name it declares still reaches the global at run time:
+ * `declare` (ambient), a function signature without a body (an overload), a type-only import. (An
+ * interface or type alias is in the type namespace: a value name never resolves to one.)
+ */
+function emitsNoValue(d: ts.Declaration): boolean {
+  if (ts.isFunctionDeclaration(d) && d.body === undefined) return true;
+  if (ts.isImportSpecifier(d) && (d.isTypeOnly || d.parent.parent.isTypeOnly)) return true;
+  if (ts.isNamespaceImport(d) && d.parent.isTypeOnly) return true; // (a default import is EINVAL anyway)
   for (let n: ts.Node | undefined = d; n !== undefined; n = n.parent) {
     if (ts.canHaveModifiers(n) && ts.getModifiers(n)?.some((m) => m.kind === ts.SyntaxKind.DeclareKeyword)) return true;
   }
   return false;
+}
+
+/** `x` itself, or the outermost of the parentheses and type assertions around it (what unwrap() removes). */
+export function outermostWrapper(x: ts.Node): ts.Node {
+  while (ts.isParenthesizedExpression(x.parent) || ts.isAsExpression(x.parent) || ts.isNonNullExpression(x.parent) ||
+    ts.isSatisfiesExpression(x.parent) || ts.isTypeAssertionExpression(x.parent)) {
+    x = x.parent;
+  }
+  return x;
 }
 
 /** Whether an identifier names a value in an expression (not a property, label or declared name). */
@@ -274,10 +371,10 @@ export function isReference(id: ts.Identifier): boolean {
   if ((ts.isQualifiedName(p) && p.right === id) || ts.isMetaProperty(p)) return false;
   if ((ts.isPropertyAssignment(p) || ts.isMethodDeclaration(p) || ts.isPropertyDeclaration(p) || ts.isGetAccessor(p) ||
     ts.isSetAccessor(p) || ts.isPropertySignature(p) || ts.isMethodSignature(p) || ts.isEnumMember(p)) && p.name === id) return false;
-  if (ts.isBindingElement(p) && p.propertyName === id) return false;
+  if ((ts.isBindingElement(p) && p.propertyName === id) || ts.isImportSpecifier(p)) return false;
   if (ts.isLabeledStatement(p) || ts.isBreakOrContinueStatement(p)) return false;
   if ((ts.isVariableDeclaration(p) || ts.isParameter(p) || ts.isFunctionDeclaration(p) || ts.isFunctionExpression(p) ||
-    ts.isClassDeclaration(p) || ts.isClassExpression(p) || ts.isBindingElement(p) || ts.isImportSpecifier(p) ||
+    ts.isClassDeclaration(p) || ts.isClassExpression(p) || ts.isBindingElement(p) ||
     ts.isImportClause(p) || ts.isNamespaceImport(p) || ts.isTypeParameterDeclaration(p) || ts.isEnumDeclaration(p) ||
     ts.isModuleDeclaration(p)) && p.name === id) return false;
   if (ts.isExportSpecifier(p)) return p.propertyName === id || p.propertyName === undefined;

@@ -1,9 +1,10 @@
 /**
- * The return rules, the verifier's check_return_code and "R0 !read_ok" (both EACCES):
+ * The return rules, the verifier's check_return_code (-EINVAL: "R0 is not a known value", "has value
+ * ... should have been in ...") and check_reg_arg's "R0 !read_ok" (-EACCES):
  *
- * - Every `return` of a program function returns a value; a literal must be a number inside the
- *   program type's range (func-proto's returnRange). A string, boolean, null, undefined, bigint,
- *   object or function literal is rejected. Any other expression is accepted: the kernel tracks a
+ * - Every `return` of a program function returns a value (EACCES); a literal must be an integer
+ *   inside the program type's range (func-proto's returnRange; EINVAL). A fraction, string, boolean,
+ *   null, undefined, bigint, object or function literal is rejected (EINVAL). Any other expression is accepted: the kernel tracks a
  *   register's range, this verifier does not, so the runtime re-checks the value every run.
  * - A program returns on every path: control must not reach the end of its body (an `if` without
  *   `else`, a loop that may exit, a switch without `default`). `throw` ends a path too (the runtime
@@ -43,12 +44,14 @@ function checkValue(e: ts.Expression, name: string, range: RetRange | undefined,
   const x = unwrap(e);
   const n = numberLiteral(x);
   if (n !== undefined) {
-    if (range !== undefined && (n < range.min || n > range.max)) {
-      log.reject(e, 'EACCES', `program '${name}': return value ${n} is outside [${range.min}, ${range.max}] for its program type`);
+    if (!Number.isInteger(n)) {
+      log.reject(e, 'EINVAL', `program '${name}': return value ${n} is not an integer`, false);
+    } else if (range !== undefined && (n < range.min || n > range.max)) {
+      log.reject(e, 'EINVAL', `program '${name}': return value ${n} is outside [${range.min}, ${range.max}] for its program type`, false);
     }
     return;
   }
-  if (isNonNumberLiteral(x)) log.reject(e, 'EACCES', `program '${name}': returns ${x.getText(source)}, not a number`);
+  if (isNonNumberLiteral(x)) log.reject(e, 'EINVAL', `program '${name}': returns ${x.getText(source)}, not a number`, false);
 }
 
 function numberLiteral(e: ts.Expression): number | undefined {
