@@ -1,14 +1,10 @@
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
-
-const run = promisify(execFile);
+import { runTs } from './harness/run-ts';
 
 t.test('npm start: the demo runs and its simulated part prints exactly what the README shows', async (t) => {
-  // The TypeScript loader this test runs under, so the demo runs from the sources, not a stale build.
-  const demo = [...process.execArgv, path.join(__dirname, '..', 'scripts', 'demo.ts')];
-  const { stdout } = await run(process.execPath, demo);
+  // From the sources, not a possibly stale build.
+  const { stdout } = await runTs(path.join(__dirname, '..', 'scripts', 'demo.ts'));
   const simulated = stdout.slice(0, stdout.indexOf('\n== The host cgroup2 tree'));
   const readme = (await import('node:fs')).readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
   t.ok(readme.includes(simulated.trimEnd()), 'the README quotes the simulated part verbatim');

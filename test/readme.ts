@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
+import { runTs } from './harness/run-ts';
 
 const ROOT = path.join(__dirname, '..');
 
@@ -24,6 +23,6 @@ t.test('the README library example runs and prints what the README says', async 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'example.ts');
   writeFileSync(file, source);
-  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, file]);
+  const { stdout } = await runTs(file);
   t.equal(stdout, output);
 });
