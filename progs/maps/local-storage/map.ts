@@ -143,12 +143,7 @@ export abstract class LocalStorageMap<O extends LocalStorageOwner> extends BpfMa
       // The very first elem of this owner, in any map.
       checkFlags(null, op);
       const selem = this.selemAlloc(owner, value);
-      try {
-        this.storageAlloc(owner, selem);
-      } catch (e) {
-        this.uncharge(owner, this.elemSize);
-        throw e;
-      }
+      this.storageAlloc(owner, selem);
       return selem;
     }
 
@@ -279,10 +274,12 @@ export abstract class LocalStorageMap<O extends LocalStorageOwner> extends BpfMa
 
   /**
    * bpf_local_storage_alloc: the owner's first value brings its storage, which the owner destroys
-   * when it is freed.
+   * when it is freed. If the storage cannot be charged, the first value's charge is returned too
+   * (it was never linked), as the kernel frees the selem on that error path.
    */
   storageAlloc(owner: O, first: LocalStorageElem): void {
     if (!this.charge(owner, BPF_LOCAL_STORAGE_SIZE)) {
+      this.uncharge(owner, this.elemSize);
       throw bpfError('ENOMEM', `${this.ownerName} cannot be charged ${BPF_LOCAL_STORAGE_SIZE} bytes`);
     }
     const storage = new LocalStorage(owner, this.cacheSlotsInUse(), this.#storageFree);

@@ -123,7 +123,6 @@ function cloneElem(smap: SkStorageMap, selem: LocalStorageElem, newsk: SockOwner
   try {
     smap.storageAlloc(newsk, copy);
   } catch {
-    newsk.omemAlloc -= smap.elemSize;
     return false;
   }
   return true;
