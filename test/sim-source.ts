@@ -1,6 +1,6 @@
 import t from 'tap';
-import { SimCgroupSource } from '../tags/sim/source';
-import { cgroupSourceSuite } from './harness/cgroup-source-suite';
+import { SimCgroupSource, type SimSourceOptions } from '../tags/sim/source';
+import { cgroupSourceSuite, type SourceFixture } from './harness/cgroup-source-suite';
 
 async function started(opts: ConstructorParameters<typeof SimCgroupSource>[0] = {}): Promise<SimCgroupSource> {
   const s = new SimCgroupSource(opts);
@@ -17,8 +17,9 @@ async function rejects(p: Promise<unknown>): Promise<string | undefined> {
   }
 }
 
-cgroupSourceSuite(t, 'simulated', async () => {
-  const source = await started();
+/** A started simulated source with a test-owned /suite; outside changes go through its cgroupfs. */
+async function suiteFixture(opts?: SimSourceOptions): Promise<SourceFixture> {
+  const source = await started(opts);
   await source.mkdir('/suite');
   return {
     source,
@@ -29,21 +30,10 @@ cgroupSourceSuite(t, 'simulated', async () => {
       rmdir: async (p) => void source.cgroupfs.rmdir(p),
     },
   };
-});
+}
 
-cgroupSourceSuite(t, 'simulated, ids above 2^32', async () => {
-  const source = await started({ firstId: 2 ** 32 + 7 });
-  await source.mkdir('/suite');
-  return {
-    source,
-    base: '/suite',
-    cleanup: async () => source.stop(),
-    outside: {
-      mkdir: async (p) => void source.cgroupfs.mkdir(p),
-      rmdir: async (p) => void source.cgroupfs.rmdir(p),
-    },
-  };
-});
+cgroupSourceSuite(t, 'simulated', () => suiteFixture());
+cgroupSourceSuite(t, 'simulated, ids above 2^32', () => suiteFixture({ firstId: 2 ** 32 + 7 }));
 
 t.test('a cgroup id is its directory inode number, counted from firstId and never truncated', async (t) => {
   const s = await started({ firstId: 2 ** 32 + 1 });
