@@ -9,3 +9,4 @@ export * from './maps';
 export * from './helpers';
 export * from './prog';
 export * from './events';
+export * from './runtime';
