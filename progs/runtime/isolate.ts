@@ -479,7 +479,7 @@ export class ObjectIsolate implements ProgRunner {
     const at = new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+):(\\d+)`).exec(err?.stack ?? '');
     if (at === null) return message;
     // The wrapper adds no line before the module's first: generated line numbers are the module's.
-    const pos = originalPosition(this.#spec.transpiled, Number(at[1]) - 1, Number(at[2]) - 1);
-    return pos === undefined ? message : `${message} (${file}:${pos.line + 1}:${pos.column + 1})`;
+    const pos = originalPosition(this.#spec.transpiled, Number(at[1]), Number(at[2]));
+    return pos === undefined ? message : `${message} (${file}:${pos.line}:${pos.column})`;
   }
 }

@@ -291,7 +291,7 @@ export function isolatePrelude(
   const programs: { name: string; fn: ((ctx: unknown) => unknown) | undefined }[] = init.programs.map((p) => ({ name: p.name, fn: undefined }));
   const programTokens = new WeakMap<object, (ctx: unknown) => unknown>();
   const bpf: Record<string, unknown> = { ...init.constants };
-  for (const name of init.helpers) bpf[name] = helpers[name];
+  for (const name of init.helpers) bpf[name] = freeze(helpers[name]);
   bpf.map = (def: unknown): object => {
     const m = maps[declared++];
     if (m === undefined || typeof def !== 'object' || def === null) throw new TypeError('map() outside the declarations the loader parsed');
@@ -305,14 +305,20 @@ export function isolatePrelude(
     programTokens.set(token, fn as (ctx: unknown) => unknown);
     return token;
   };
+  freeze(bpf.map);
+  freeze(bpf.SEC);
   freeze(bpf);
 
   // --- lockdown: freeze what helpers and views rely on before any program code runs -------------------
+  // No program needs to compile WebAssembly (code outside the isolate's heap accounting) or to wait
+  // on shared memory: both go before the program's module is evaluated.
+  delete (globalThis as { WebAssembly?: unknown }).WebAssembly;
+  delete (globalThis as { Atomics?: unknown }).Atomics;
   const intrinsics: unknown[] = [
     Object, Array, Function, String, Number, Boolean, BigInt, Symbol, Math, JSON, Date, RegExp, Map, Set, WeakMap, WeakSet,
     Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, Promise, ArrayBuffer, SharedArrayBuffer,
     DataView, Uint8Array, Uint8ClampedArray, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array,
-    Float64Array, BigInt64Array, BigUint64Array, Reflect, Atomics, Object.getPrototypeOf(Uint8Array),
+    Float64Array, BigInt64Array, BigUint64Array, Reflect, Object.getPrototypeOf(Uint8Array),
     Object.getPrototypeOf([][Symbol.iterator]()), Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())),
     Object.getPrototypeOf(new Map()[Symbol.iterator]()), Object.getPrototypeOf(new Set()[Symbol.iterator]()),
     Object.getPrototypeOf(''[Symbol.iterator]()), Object.getPrototypeOf(function* () {}),
