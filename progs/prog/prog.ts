@@ -1,0 +1,85 @@
+/**
+ * struct bpf_prog: a loaded program. It belongs to a Collection (the loaded object file, whose
+ * isolate runs it) and holds a reference on every map of that object, as the kernel's prog holds its
+ * used_maps. run() is bpf_prog_run(): synchronous, on the thread that owns the Kernel, with the
+ * runtime's deadline and memory limit; it returns the program's return value or throws EIO when the
+ * program faults (it threw, ran past its deadline, exhausted its memory, or returned what its type
+ * forbids), with the reason in the error and in `stats.lastFault`.
+ */
+import { createHash } from 'node:crypto';
+import { BpfAttachType, BpfProgType, bpfError } from '../../uapi';
+import { BpfObject } from '../object';
+import type { Kernel } from '../kernel';
+import type { BpfMap } from '../maps/map';
+import type { ProgTypeName, SectionInfo } from '../helpers/func-proto';
+import type { ProgramDecl } from './object-file';
+
+/** What a run needs from the runtime; the isolate of the program's collection implements it. */
+export interface ProgRunner {
+  run(prog: BpfProg, ctx: ProgCtx): number;
+}
+
+/**
+ * A run's context, as the host describes it: owners (`cgroup`, `task`, `sk`, `inode`) as the host's
+ * objects, `meta` for iterators, everything else numbers, bigints or strings copied to the program.
+ * The runtime turns owners into handles the program can only pass back to helpers.
+ */
+export type ProgCtx = Readonly<Record<string, unknown>>;
+
+/** kernel.bpf_stats_enabled's counters, always on. */
+export interface ProgStats {
+  /** Runs, faults included. */
+  runCnt: number;
+  /** CPU time spent in the program (the isolate's thread CPU time), ns. */
+  runTimeNs: number;
+  /** Runs that faulted; the last reason. */
+  faults: number;
+  lastFault: string | undefined;
+}
+
+export class BpfProg extends BpfObject {
+  readonly kind = 'prog' as const;
+  readonly name: string;
+  /** The section it was declared with, as written. */
+  readonly section: string;
+  readonly sec: SectionInfo;
+  readonly type: ProgTypeName;
+  readonly progType: BpfProgType;
+  readonly expectedAttachType: BpfAttachType | undefined;
+  /** bpf_prog_info.tag: the first 8 bytes of sha256 over the program's source, hex. */
+  readonly tag: string;
+  readonly loadTime: Date;
+  /** The object file it came from. */
+  readonly filename: string;
+  /** The maps of its object file (used_maps), one reference each. */
+  readonly maps: readonly BpfMap[];
+  readonly stats: ProgStats = { runCnt: 0, runTimeNs: 0, faults: 0, lastFault: undefined };
+  readonly #runner: ProgRunner;
+
+  /** Takes a reference on each map; the collection loader calls it. */
+  constructor(kernel: Kernel, decl: ProgramDecl, source: string, filename: string, maps: readonly BpfMap[], runner: ProgRunner) {
+    super(kernel.progIdr);
+    this.name = decl.name;
+    this.section = decl.section;
+    this.sec = decl.sec;
+    this.type = decl.sec.type;
+    this.progType = decl.sec.progType;
+    this.expectedAttachType = decl.sec.attachType;
+    this.tag = createHash('sha256').update(source.slice(decl.range.start, decl.range.end)).digest('hex').slice(0, 16);
+    this.loadTime = new Date();
+    this.filename = filename;
+    for (const m of maps) m.get();
+    this.maps = maps;
+    this.#runner = runner;
+  }
+
+  /** bpf_prog_run: the program's return value; EIO when it faults. EBADF once released. */
+  run(ctx: ProgCtx): number {
+    if (this.released) throw bpfError('EBADF', `prog ${this.id} (${this.name}) is released`);
+    return this.#runner.run(this, ctx);
+  }
+
+  protected release(): void {
+    for (const m of this.maps) m.put();
+  }
+}
