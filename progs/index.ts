@@ -9,5 +9,6 @@ export * from './maps';
 export * from './helpers';
 export * from './prog';
 export * from './events';
+export * from './runtime';
 export * from './link';
 export * from './cgroup';

@@ -85,6 +85,15 @@ t.test('rule helper-at-load-time: a helper called at module scope is EACCES', as
 // ---------------------------------------------------------------------------------------------------
 // Rule: maps.
 
+t.test('rule cgroup-read-literal: vbpffs_cgroup_read names its file with a string literal (EINVAL)', async (t) => {
+  const imports = `import { SEC, vbpffs_cgroup_read } from 'vbpffs/bpf';\n`;
+  const ok = imports + `export const p = SEC('cgroup_view', (ctx: any): number => {\n  const f = vbpffs_cgroup_read(ctx.cgroup, 'cpu.stat');\n  return f === null ? 0 : 0;\n});\n`;
+  t.same(accepted(t, ok), [`prog 'p' (cgroup_view): verified`], 'a literal file name verifies');
+  const bad = imports + `export const p = SEC('cgroup_view', (ctx: any): number => {\n  const name = 'cpu' + '.stat';\n  vbpffs_cgroup_read(ctx.cgroup, name);\n  return 0;\n});\n`;
+  only(t, rejected(t, bad, 'EINVAL'), [/^obj\.ts:4:34: vbpffs_cgroup_read: the file must be a string literal, so it can be read before the run$/]);
+  t.same((await import('../progs/prog')).parseObjectFile(ok, 'obj.ts').spec.cgroupFiles, ['cpu.stat'], 'the spec lists the files the object reads');
+});
+
 t.test('rule undeclared-map: a helper\'s map argument must be a map declared in this file', async (t) => {
   const log = rejected(t, view(`const other: any = {};\n  bpf_cgrp_storage_get(other, ctx.cgroup, null, 0);\n  bpf_map_lookup_elem(ctx.map, 1);\n  (bpf_cgrp_storage_delete as any)();\n  return 0;`));
   only(t, log, [

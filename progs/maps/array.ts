@@ -23,6 +23,7 @@ import {
 } from '../../uapi';
 import type { Kernel } from '../kernel';
 import { mapFlagsAccessOk } from './hash';
+import { ValueSlab } from './slab';
 import { BpfMap, type MapOps, type MapSpec, type ProgMapAccess } from './map';
 import { copyMapValue, initMapValue } from './schema';
 
@@ -61,9 +62,9 @@ export class ArrayMap extends BpfMap implements ProgMapAccess {
   readonly #values: Uint8Array;
 
   constructor(kernel: Kernel, spec: MapSpec) {
-    super(kernel, spec);
+    super(kernel, spec, ValueSlab.single(spec.maxEntries * roundUp(spec.valueSize, 8)));
     this.elemSize = roundUp(this.valueSize, 8);
-    this.#values = new Uint8Array(this.maxEntries * this.elemSize);
+    this.#values = new Uint8Array(this.slab.buffers[0]!, 0, this.maxEntries * this.elemSize);
   }
 
   lookupElem(key: unknown, flags = 0): Uint8Array {

@@ -20,6 +20,7 @@ import type { Kernel } from '../kernel';
 import { mapFlagsAccessOk } from './hash';
 import { BpfMap, encodeIntKey, type MapOps, type MapSpec } from './map';
 import type { CgroupOwner } from './owners';
+import { LOC_SPLIT } from './slab';
 import { copyMapValue, initMapValue } from './schema';
 
 const debug = createDebug('vbpffs:progs');
@@ -56,7 +57,8 @@ export class CgroupStorage {
     readonly cgroup: CgroupOwner,
     readonly attachType: number,
   ) {
-    this.value = new Uint8Array(map.valueSize);
+    const loc = map.slab.alloc();
+    this.value = new Uint8Array(map.slab.bufferOf(loc), loc % LOC_SPLIT, map.valueSize);
   }
 
   /** Still in its map and its cgroup (neither has been freed). */
@@ -69,6 +71,7 @@ export class CgroupStorage {
     if (!this.#linked) return;
     this.#linked = false;
     this.map.unlinkStorage(this);
+    this.map.slab.free(this.value);
     cgroupUnlink(this);
   }
 }

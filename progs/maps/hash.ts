@@ -26,6 +26,7 @@ import {
   errnoName,
 } from '../../uapi';
 import type { Kernel } from '../kernel';
+import { LOC_SPLIT } from './slab';
 import { BpfMap, type MapOps, type MapSpec, type ProgMapAccess } from './map';
 import { copyMapValue, initMapValue } from './schema';
 
@@ -180,7 +181,7 @@ export class HashMap extends BpfMap implements ProgMapAccess {
     }
     // A full map still takes updates of existing keys (the kernel keeps an extra element per CPU).
     if (this.#elems.size >= this.maxEntries) return -ERRNO.E2BIG;
-    const elem: HtabElem = { id, key: key.slice(), value: new Uint8Array(this.valueSize), prev: this.#last, next: null };
+    const elem: HtabElem = { id, key: key.slice(), value: this.slabValue(), prev: this.#last, next: null };
     copyMapValue(elem.value, value, this.valueSchema);
     if (this.#last === null) this.#first = elem;
     else this.#last.next = elem;
@@ -189,10 +190,16 @@ export class HashMap extends BpfMap implements ProgMapAccess {
     return 0;
   }
 
+  private slabValue(): Uint8Array {
+    const loc = this.slab.alloc();
+    return new Uint8Array(this.slab.bufferOf(loc), loc % LOC_SPLIT, this.valueSize);
+  }
+
   private delete(key: Uint8Array): boolean {
     const elem = this.#elems.get(keyId(key));
     if (elem === undefined) return false;
     this.#elems.delete(elem.id);
+    this.slab.free(elem.value);
     if (elem.prev === null) this.#first = elem.next;
     else elem.prev.next = elem.next;
     if (elem.next === null) this.#last = elem.prev;

@@ -24,3 +24,4 @@ export * from './owners';
 export { LocalStorageCache } from './cache-idx';
 // Local storage (CGRP_STORAGE, TASK_STORAGE, SK_STORAGE, INODE_STORAGE): the generic core and its owners.
 export * from './local-storage';
+export { LOC_SPLIT, ValueSlab } from './slab';

@@ -8,6 +8,7 @@ import { BPF_F_LOCK, BpfMapType, MAP_TYPE_NAME, bpfError } from '../../uapi';
 import { BpfObject } from '../object';
 import type { Kernel } from '../kernel';
 import type { ValueSchema } from './schema';
+import { ValueSlab } from './slab';
 
 export interface MapSpec {
   type: BpfMapType;
@@ -34,11 +35,14 @@ export abstract class BpfMap extends BpfObject {
   readonly flags: number;
   readonly keySchema: ValueSchema | undefined;
   readonly valueSchema: ValueSchema | undefined;
+  /** Where the values' bytes live (shared with the isolates of programs that use the map). */
+  readonly slab: ValueSlab;
   protected readonly kernel: Kernel;
 
-  protected constructor(kernel: Kernel, spec: MapSpec) {
+  protected constructor(kernel: Kernel, spec: MapSpec, slab?: ValueSlab) {
     super(kernel.mapIdr);
     this.kernel = kernel;
+    this.slab = slab ?? new ValueSlab(spec.valueSize);
     this.type = spec.type;
     this.name = spec.name ?? '';
     this.keySize = spec.keySize;

@@ -64,6 +64,8 @@ export interface ObjectFileSpec {
   readonly hash: string;
   readonly maps: readonly MapDecl[];
   readonly programs: readonly ProgramDecl[];
+  /** The interface files passed to vbpffs_cgroup_read as string literals, sorted. */
+  readonly cgroupFiles: readonly string[];
   /** The whole module as CommonJS ES2022; programs are its exports of the same names. */
   readonly js: string;
   readonly sourceMap: string;
@@ -155,6 +157,7 @@ export function parseObjectFile(sourceText: string, filename: string): ParsedObj
     hash: transpiled.hash,
     maps: p.maps,
     programs: p.programs.map((x) => x.decl),
+    cgroupFiles: [...p.cgroupFiles].sort(),
     js: transpiled.js,
     sourceMap: transpiled.sourceMap,
     transpiled,
@@ -171,6 +174,7 @@ class Parser {
   readonly maps: MapDecl[] = [];
   readonly programs: { decl: ProgramDecl; fn: ts.ArrowFunction | ts.FunctionExpression }[] = [];
   readonly mapSymbols = new Map<ts.Symbol, MapDecl>();
+  readonly cgroupFiles = new Set<string>();
   readonly #names = new Set<string>();
   /** The map() and SEC() calls found in declaration position; any other is misplaced. */
   readonly #placed = new Set<ts.CallExpression>();
@@ -187,6 +191,8 @@ class Parser {
         if (callee === 'map' || callee === 'SEC') {
           this.log.reject(n, 'EINVAL', `${callee}() may only initialise an exported top-level const`);
         }
+        const file = callee === 'vbpffs_cgroup_read' && n.arguments[1] !== undefined ? unwrap(n.arguments[1]) : undefined;
+        if (file !== undefined && (ts.isStringLiteral(file) || ts.isNoSubstitutionTemplateLiteral(file))) this.cgroupFiles.add(file.text);
       }
       ts.forEachChild(n, visit);
     };

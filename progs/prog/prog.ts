@@ -17,6 +17,8 @@ import type { ProgramDecl } from './object-file';
 /** What a run needs from the runtime; the isolate of the program's collection implements it. */
 export interface ProgRunner {
   run(prog: BpfProg, ctx: ProgCtx): number;
+  /** The program is released (its runner may let go of what it shared with it). */
+  release(prog: BpfProg): void;
 }
 
 /**
@@ -46,18 +48,28 @@ export class BpfProg extends BpfObject {
   readonly type: ProgTypeName;
   readonly progType: BpfProgType;
   readonly expectedAttachType: BpfAttachType | undefined;
-  /** bpf_prog_info.tag: the first 8 bytes of sha256 over the program's source, hex. */
+  /** bpf_prog_info.tag: 8 bytes of sha256 over the object's source hash and the program's place in it, hex. */
   readonly tag: string;
   readonly loadTime: Date;
   /** The object file it came from. */
   readonly filename: string;
+  /** The interface files its object names to vbpffs_cgroup_read: what a run's snapshot should hold. */
+  readonly cgroupFiles: readonly string[];
   /** The maps of its object file (used_maps), one reference each. */
   readonly maps: readonly BpfMap[];
   readonly stats: ProgStats = { runCnt: 0, runTimeNs: 0, faults: 0, lastFault: undefined };
   readonly #runner: ProgRunner;
 
   /** Takes a reference on each map; the collection loader calls it. */
-  constructor(kernel: Kernel, decl: ProgramDecl, source: string, filename: string, maps: readonly BpfMap[], runner: ProgRunner) {
+  constructor(
+    kernel: Kernel,
+    decl: ProgramDecl,
+    objectHash: string,
+    filename: string,
+    cgroupFiles: readonly string[],
+    maps: readonly BpfMap[],
+    runner: ProgRunner,
+  ) {
     super(kernel.progIdr);
     this.name = decl.name;
     this.section = decl.section;
@@ -65,9 +77,10 @@ export class BpfProg extends BpfObject {
     this.type = decl.sec.type;
     this.progType = decl.sec.progType;
     this.expectedAttachType = decl.sec.attachType;
-    this.tag = createHash('sha256').update(source.slice(decl.range.start, decl.range.end)).digest('hex').slice(0, 16);
+    this.tag = createHash('sha256').update(`${objectHash}:${decl.name}:${decl.range.start}-${decl.range.end}`).digest('hex').slice(0, 16);
     this.loadTime = new Date();
     this.filename = filename;
+    this.cgroupFiles = cgroupFiles;
     for (const m of maps) m.get();
     this.maps = maps;
     this.#runner = runner;
@@ -80,6 +93,7 @@ export class BpfProg extends BpfObject {
   }
 
   protected release(): void {
+    this.#runner.release(this);
     for (const m of this.maps) m.put();
   }
 }

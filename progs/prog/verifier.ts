@@ -130,6 +130,13 @@ function callUse(p: ParsedObject, call: ts.CallExpression): void {
     return;
   }
   if (atModuleScope(call)) p.log.reject(call, 'EACCES', `helper ${name} called at load time: helpers are called from programs`);
+  if (name === 'vbpffs_cgroup_read') {
+    // The runtime reads a run's files before the run (progs/runtime/cgroup-files.ts): it must know them.
+    const file = call.arguments[1] === undefined ? undefined : unwrap(call.arguments[1]);
+    if (file === undefined || !(ts.isStringLiteral(file) || ts.isNoSubstitutionTemplateLiteral(file))) {
+      p.log.reject(file ?? call, 'EINVAL', `vbpffs_cgroup_read: the file must be a string literal, so it can be read before the run`);
+    }
+  }
   if (MAP_ARG_HELPER.test(name)) {
     const arg = call.arguments[0] === undefined ? undefined : unwrap(call.arguments[0]);
     const sym = arg !== undefined && ts.isIdentifier(arg) ? declaredSymbol(p.checker, arg) : undefined;

@@ -165,6 +165,7 @@ export abstract class LocalStorageMap<O extends LocalStorageOwner> extends BpfMa
       checkFlags(old, op);
     } catch (e) {
       this.uncharge(owner, this.elemSize);
+      this.slab.free(selem);
       throw e;
     }
     // First link the new elem to the map, then publish it to the owner, then drop the old one: a
@@ -280,6 +281,7 @@ export abstract class LocalStorageMap<O extends LocalStorageOwner> extends BpfMa
   storageAlloc(owner: O, first: LocalStorageElem): void {
     if (!this.charge(owner, BPF_LOCAL_STORAGE_SIZE)) {
       this.uncharge(owner, this.elemSize);
+      this.slab.free(first);
       throw bpfError('ENOMEM', `${this.ownerName} cannot be charged ${BPF_LOCAL_STORAGE_SIZE} bytes`);
     }
     const storage = new LocalStorage(owner, this.cacheSlotsInUse(), this.#storageFree);
@@ -326,8 +328,10 @@ export abstract class LocalStorageMap<O extends LocalStorageOwner> extends BpfMa
     this.nrElems++;
   }
 
+  /** Every unlink passes here once, last of the elem's life: its slot is free from then on. */
   unlinkMap(selem: LocalStorageElem): void {
     unlinkMapList(this, selem);
+    this.slab.free(selem);
     this.nrElems--;
   }
 

@@ -18,6 +18,7 @@
  * map, its owner's storage or its neighbours through it. The core reaches them only through the
  * functions below.
  */
+import { LOC_SPLIT } from '../slab';
 import type { OwnerStorage, StorageOwner } from '../owners';
 import type { LocalStorageMap, LocalStorageOwner, OwnerStorageFree } from './map';
 
@@ -69,9 +70,11 @@ export class LocalStorageElem extends Uint8Array {
   #mapPrev: LocalStorageElem | null = null;
   #mapNext: LocalStorageElem | null = null;
 
-  /** A zeroed value of smap's value_size, linked to nothing yet. */
+  /** A zeroed value of smap's value_size in the map's slab, linked to nothing yet. */
   constructor(smap: AnyLocalStorageMap) {
-    super(smap.valueSize);
+    const loc = smap.slab.alloc();
+    // Uint8Array's typings give a subclass's super() only the ArrayBuffer overload.
+    super(smap.slab.bufferOf(loc) as unknown as ArrayBuffer, loc % LOC_SPLIT, smap.valueSize);
     this.#smap = smap;
   }
 

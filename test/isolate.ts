@@ -1,0 +1,292 @@
+import t from 'tap';
+import { BpfMapType, ERRNO, isBpfError } from '../uapi';
+import { BpfProg, type ArrayMap, type CgrpStorageMap, type HashMap, type TaskStorageMap } from '../progs';
+import { Task } from '../tags';
+import { iterCtx, load, loadUnverified, world } from './harness/progs';
+
+const IMPORTS = `import { SEC, map, bpf_seq_printf, bpf_seq_write, bpf_cgrp_storage_get, bpf_cgrp_storage_delete, bpf_map_lookup_elem,
+  bpf_map_update_elem, bpf_map_delete_elem, bpf_ktime_get_ns, bpf_get_current_task, bpf_get_current_cgroup_id,
+  bpf_task_storage_get, bpf_task_storage_delete, vbpffs_cgroup_id, vbpffs_cgroup_level, vbpffs_cgroup_name,
+  vbpffs_cgroup_ancestor_id, vbpffs_cgroup_read, BPF_MAP_TYPE_CGRP_STORAGE, BPF_MAP_TYPE_TASK_STORAGE, BPF_MAP_TYPE_HASH,
+  BPF_MAP_TYPE_ARRAY, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_ANY, BPF_NOEXIST, BPF_EXIST } from 'vbpffs/bpf';
+`;
+
+/** The error a run threw: its errno name and message. */
+function runError(fn: () => unknown): { code: string; message: string } {
+  try {
+    fn();
+  } catch (e) {
+    if (!isBpfError(e)) throw e;
+    return { code: e.code, message: e.message };
+  }
+  throw new Error('the run did not fail');
+}
+
+t.test('a run returns the program\'s value and counts run_cnt and run_time_ns (bpf_stats)', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => { let x = 0; for (let i = 0; i < 1000; i++) x += i; return x > 0 ? 0 : 1; });`);
+  const p = c.program('p');
+  t.type(p, BpfProg);
+  t.equal(p.type, 'cgroup_view');
+  t.match(p.tag, /^[0-9a-f]{16}$/);
+  for (let i = 0; i < 3; i++) t.equal(p.run(iterCtx(w.root).ctx), 0);
+  t.equal(p.stats.runCnt, 3);
+  t.ok(p.stats.runTimeNs > 0, 'run_time_ns is the isolate\'s CPU time, never zero for a run');
+  t.equal(p.stats.faults, 0);
+  c.close();
+  t.ok(p.released, 'closing the collection releases an unpinned program');
+  t.match(runError(() => p.run(iterCtx(w.root).ctx)), { code: 'EBADF' });
+});
+
+t.test('rule return-range: a value outside the type\'s range at run time fails the run with EIO', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => { return vbpffs_cgroup_level(ctx.cgroup) + 7; });
+export const q = SEC('tp/cgroup/mkdir', (ctx): number => { return (ctx.path.length > 0 ? 'x' : 0) as unknown as number; });
+export const r = SEC('tp/cgroup/rmdir', (ctx) => { return vbpffs_cgroup_level(ctx.cgroup) - 9; });`);
+  t.match(runError(() => c.program('p').run(iterCtx(w.root).ctx)), { code: 'EIO', message: /returned 7: cgroup_view programs return 0\.\.1/ });
+  t.equal(c.program('p').stats.faults, 1);
+  t.match(c.program('p').stats.lastFault, /returned 7/);
+  t.match(runError(() => c.program('q').run({ cgroup: w.root, path: '/a' })), { code: 'EIO', message: /returned a value of type string: programs return an integer/ });
+  t.equal(c.program('r').run({ cgroup: w.root, path: '/' }), -9, 'tracepoints are not range-checked (check_return_code)');
+  c.close();
+});
+
+t.test('a program that throws fails only its run with EIO, naming the line in the object file', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `let n = 0;
+export const p = SEC('cgroup_view', (ctx) => {
+  n++;
+  if (n === 1) throw new RangeError('first run fails');
+  return 0;
+});`);
+  const p = c.program('p');
+  t.match(runError(() => p.run(iterCtx(w.root).ctx)), { code: 'EIO', message: /prog p threw: first run fails \(obj\.ts:9:22\)/ });
+  t.equal(p.run(iterCtx(w.root).ctx), 0, 'the next run works, with the globals the failed run left');
+  c.close();
+});
+
+t.test('rule deadline: a looping program is stopped with EIO; the isolate and its other programs carry on', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `let runs = 0;
+export const spin = SEC('cgroup_view', (ctx) => { runs++; for (;;) {} });
+export const helperLoop = SEC('cgroup_view', (ctx) => { for (;;) { try { bpf_ktime_get_ns(); } catch (e) {} } });
+export const good = SEC('cgroup_view', (ctx) => { bpf_seq_printf(ctx.meta.seq, 'runs %d\\n', runs); return 0; });`, { limits: { deadlineMs: 5 } });
+  t.match(runError(() => c.program('spin').run(iterCtx(w.root).ctx)), { code: 'EIO', message: /exceeded its deadline of 5 ms/ });
+  t.match(runError(() => c.program('helperLoop').run(iterCtx(w.root).ctx)), { code: 'EIO', message: /exceeded its deadline of 5 ms/ },
+    'a program that catches the helpers\' deadline error is stopped by the isolate\'s timeout');
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('good').run(ctx), 0);
+  t.equal(sink.text(), 'runs 1\n', 'globals survive a deadline: the isolate is not rebuilt');
+  c.close();
+});
+
+t.test('rule memory-limit: a memory bomb fails its run; the object\'s isolate is rebuilt with fresh globals', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `let runs = 0;
+const keep: number[][] = [];
+export const bomb = SEC('cgroup_view', (ctx) => { runs++; for (;;) keep.push(new Array(100000).fill(runs)); });
+export const good = SEC('cgroup_view', (ctx) => { runs++; bpf_seq_printf(ctx.meta.seq, 'runs %d\\n', runs); return 0; });`, { limits: { memoryMiB: 16, deadlineMs: 2000 } });
+  t.match(runError(() => c.program('bomb').run(iterCtx(w.root).ctx)), { code: 'EIO', message: /exceeded its memory limit of 16 MiB/ });
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('good').run(ctx), 0);
+  t.equal(sink.text(), 'runs 1\n', 'the rebuilt isolate evaluated the module again');
+  c.close();
+});
+
+t.test('a nested run (a program started from inside another\'s helper) is refused with EBUSY', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => { return bpf_seq_printf(ctx.meta.seq, 'x') === 0 ? 0 : 1; });`);
+  const p = c.program('p');
+  let inner: unknown;
+  const sink = {
+    write: () => {
+      try {
+        p.run(iterCtx(w.root).ctx);
+      } catch (e) {
+        inner = e;
+      }
+      return true;
+    },
+    room: () => 100,
+  };
+  t.equal(p.run({ meta: { seq: sink, sessionId: 1n, seqNum: 0n }, cgroup: w.root }), 0);
+  t.match(inner, { code: 'EBUSY', message: /nested run refused/ });
+  c.close();
+});
+
+t.test('module top-level code that throws fails the load with EINVAL', async (t) => {
+  const w = world();
+  t.throws(() => load(w.kernel, IMPORTS + `const t: number[] = []; if (t.length === 0) throw new Error('no');\nexport const p = SEC('cgroup_view', (ctx) => 0);`), {
+    code: 'EINVAL',
+    message: /the module's top-level code failed: no/,
+  });
+  t.equal(w.kernel.list('map').length, 0, 'nothing is left behind');
+  t.equal(w.kernel.list('prog').length, 0);
+});
+
+t.test('cgroup storage: get with F_CREATE copies the init value once; the program writes the live value', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const st = map({ type: BPF_MAP_TYPE_CGRP_STORAGE, flags: BPF_F_NO_PREALLOC, key: 'u32', value: { n: 'u64', hist: ['u32', 4] } });
+export const p = SEC('cgroup_view', (ctx) => {
+  const none = bpf_cgrp_storage_get(st, ctx.cgroup, null, 0);
+  const v = bpf_cgrp_storage_get(st, ctx.cgroup, { n: 40n, hist: [1, 2] }, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (v === null) return 1;
+  v.n += 1n;
+  v.hist[3] = v.hist[3] + 10;
+  bpf_seq_printf(ctx.meta.seq, '%d %llu %u %u %u\\n', none === null ? 1 : 0, v.n, v.hist[0], v.hist[1], v.hist[3]);
+  return 0;
+});
+export const del = SEC('cgroup_view', (ctx) => {
+  bpf_seq_printf(ctx.meta.seq, '%d %d\\n', bpf_cgrp_storage_delete(st, ctx.cgroup), bpf_cgrp_storage_delete(st, ctx.cgroup));
+  return 0;
+});
+export const forged = SEC('cgroup_view', (ctx) => {
+  const fake = { id: 1 } as unknown as typeof ctx.cgroup;
+  bpf_seq_printf(ctx.meta.seq, '%d %d\\n', bpf_cgrp_storage_get(st, fake, null, BPF_LOCAL_STORAGE_GET_F_CREATE) === null ? 1 : 0, bpf_cgrp_storage_delete(st, fake));
+  return 0;
+});`);
+  const run = (name: string, cg = w.root): string => {
+    const { ctx, sink } = iterCtx(cg);
+    t.equal(c.program(name).run(ctx), 0);
+    return sink.text();
+  };
+  t.equal(run('p'), '1 41 1 2 10\n', 'created from the init value, then written in place');
+  t.equal(run('p'), '0 42 1 2 20\n', 'the init value is not copied again');
+  const map = c.map<CgrpStorageMap>('st');
+  t.same(map.valueSchema!.toJson(map.lookupElem(w.root)), { n: 42, hist: [1, 2, 0, 20] }, 'userspace reads what the program wrote');
+  map.updateElem(w.root, map.valueSchema!.fromJson({ n: 7, hist: [0, 0, 0, 0] }));
+  t.equal(run('p'), '0 8 0 0 10\n', 'the program reads what userspace wrote');
+  t.equal(run('del'), `0 ${-ERRNO.ENOENT}\n`, 'delete: 0, then -ENOENT');
+  t.equal(run('forged'), `1 ${-ERRNO.EINVAL}\n`, 'a cgroup forged from a plain object is refused: NULL and -EINVAL');
+  c.close();
+});
+
+t.test('task storage and the current task: a tracepoint\'s task is the run\'s current task', async (t) => {
+  const w = world();
+  const cg = w.mkdir(w.root, 'a');
+  const task = new Task(4242, 'worker', cg);
+  const c = load(w.kernel, IMPORTS + `export const ts = map({ type: BPF_MAP_TYPE_TASK_STORAGE, flags: BPF_F_NO_PREALLOC, key: 'u32', value: { wait: 'u64' } });
+export const p = SEC('tp/sched/sample', (ctx) => {
+  const v = bpf_task_storage_get(ts, ctx.task, null, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  const cur = bpf_get_current_task();
+  if (v === null || cur === null) return 1;
+  v.wait += ctx.wait_ns;
+  return cur.pid === ctx.task.pid && bpf_get_current_cgroup_id() === vbpffs_cgroup_id(ctx.cgroup) ? 0 : 2;
+});
+export const gone = SEC('tp/sched/sample', (ctx) => bpf_task_storage_delete(ts, ctx.task));`);
+  const ctx = { task, cgroup: cg, run_ns: 10n, wait_ns: 5n, slices: 1n };
+  t.equal(c.program('p').run(ctx), 0);
+  t.equal(c.program('p').run(ctx), 0);
+  const map = c.map<TaskStorageMap>('ts');
+  t.same(map.valueSchema!.toJson(map.lookupElem(task)), { wait: 10 });
+  t.equal(c.program('gone').run(ctx), 0);
+  t.equal(c.program('gone').run(ctx), -ERRNO.ENOENT);
+  c.close();
+  task.exit();
+});
+
+t.test('hash and array maps: lookup gives the live value, update and delete give the kernel\'s return codes', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const h = map({ type: BPF_MAP_TYPE_HASH, key: { a: 'u32', b: 'u16' }, value: 'u64', maxEntries: 2 });
+export const arr = map({ type: BPF_MAP_TYPE_ARRAY, key: 'u32', value: { x: 'u32' }, maxEntries: 4 });
+export const p = SEC('cgroup_view', (ctx) => {
+  const s = ctx.meta.seq;
+  bpf_seq_printf(s, 'upd %d %d %d %d\\n', bpf_map_update_elem(h, { a: 1, b: 2 }, 5, BPF_NOEXIST), bpf_map_update_elem(h, { a: 1, b: 2 }, 6, BPF_NOEXIST),
+    bpf_map_update_elem(h, { a: 9, b: 9 }, 1, BPF_EXIST), bpf_map_update_elem(h, { a: 3, b: 3 }, 1, BPF_ANY));
+  bpf_seq_printf(s, 'full %d\\n', bpf_map_update_elem(h, { a: 4, b: 4 }, 1, BPF_ANY));
+  const v = bpf_map_lookup_elem(h, { a: 1, b: 2 });
+  if (v !== null) v.value *= 10n;
+  bpf_seq_printf(s, 'get %llu miss %d\\n', v === null ? 0n : v.value, bpf_map_lookup_elem(h, { a: 7, b: 7 }) === null ? 1 : 0);
+  bpf_seq_printf(s, 'del %d %d\\n', bpf_map_delete_elem(h, { a: 3, b: 3 }), bpf_map_delete_elem(h, { a: 3, b: 3 }));
+  const e = bpf_map_lookup_elem(arr, 2);
+  if (e !== null) e.x = 77;
+  bpf_seq_printf(s, 'arr %d %d %d\\n', bpf_map_lookup_elem(arr, 4) === null ? 1 : 0, bpf_map_delete_elem(arr, 1), bpf_map_update_elem(arr, 3, { x: 5 }, BPF_NOEXIST));
+  return 0;
+});`);
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('p').run(ctx), 0);
+  const E = ERRNO;
+  t.equal(sink.text(), `upd 0 ${-E.EEXIST} ${-E.ENOENT} 0\nfull ${-E.E2BIG}\nget 50 miss 1\ndel 0 ${-E.ENOENT}\narr 1 ${-E.EINVAL} ${-E.EEXIST}\n`);
+  const arr = c.map<ArrayMap>('arr');
+  t.same(arr.valueSchema!.toJson(arr.lookupElem(2)), { x: 77 }, 'the array value was written in place');
+  const h = c.map<HashMap>('h');
+  t.same(h.valueSchema!.toJson(h.lookupElem(h.keySchema!.fromJson({ a: 1, b: 2 }))), 50);
+  c.close();
+});
+
+t.test('seq helpers and cgroup facts: bpf_seq_printf/bpf_seq_write return codes, ids, names, ancestors', async (t) => {
+  const w = world();
+  const a = w.mkdir(w.root, 'a.slice');
+  const b = w.mkdir(a, 'b');
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => {
+  const s = ctx.meta.seq, cg = ctx.cgroup;
+  bpf_seq_printf(s, '%llu %d %s %llu %llu %llu %llu\\n', vbpffs_cgroup_id(cg), vbpffs_cgroup_level(cg), vbpffs_cgroup_name(cg),
+    vbpffs_cgroup_ancestor_id(cg, 0), vbpffs_cgroup_ancestor_id(cg, 1), vbpffs_cgroup_ancestor_id(cg, 2), vbpffs_cgroup_ancestor_id(cg, 3));
+  bpf_seq_write(s, 'raw ');
+  bpf_seq_write(s, new Uint8Array([0x68, 0x69, 0x0a]));
+  bpf_seq_printf(s, 'bad %d %d %d\\n', bpf_seq_printf(s, '%q', 1), bpf_seq_printf(s, '%d%d%d%d%d%d%d%d%d%d%d%d%d', 1,2,3,4,5,6,7,8,9,10,11,12,13), bpf_seq_write(s, 7 as unknown as string));
+  const t1 = bpf_ktime_get_ns(), t2 = bpf_ktime_get_ns();
+  bpf_seq_printf(s, 'mono %d task %d cur %llu\\n', t2 >= t1 ? 1 : 0, bpf_get_current_task() === null ? 0 : 1, bpf_get_current_cgroup_id());
+  return 0;
+});
+export const big = SEC('cgroup_view', (ctx) => {
+  let n = 0;
+  while (bpf_seq_printf(ctx.meta.seq, '%0200d\\n', n) === 0) n++;
+  return bpf_seq_printf(ctx.meta.seq, 'x') === -75 ? 0 : 1;
+});`);
+  const { ctx, sink } = iterCtx(b);
+  t.equal(c.program('p').run(ctx), 0);
+  t.equal(sink.text(), `${b.id} 2 b 1 ${a.id} ${b.id} 0\nraw hi\nbad ${-ERRNO.EINVAL} ${-ERRNO.EINVAL} ${-ERRNO.EINVAL}\nmono 1 task 0 cur 0\n`);
+  const out = iterCtx(w.root);
+  t.equal(c.program('big').run(out.ctx), 0, '-EOVERFLOW once the 32 KiB seq buffer is full');
+  t.ok(out.sink.overflowed);
+  c.close();
+});
+
+t.test('vbpffs_cgroup_read parses the run\'s file snapshot; a file not in it, or absent, is null', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => {
+  const cpu = vbpffs_cgroup_read(ctx.cgroup, 'cpu.stat');
+  const psi = vbpffs_cgroup_read(ctx.cgroup, 'cpu.pressure');
+  const mem = vbpffs_cgroup_read(ctx.cgroup, 'memory.current');
+  const procs = vbpffs_cgroup_read(ctx.cgroup, 'cgroup.procs');
+  if (cpu === null || psi === null || procs === null) return 1;
+  bpf_seq_printf(ctx.meta.seq, '%llu %s %llu %d %d\\n', cpu.usage_usec as bigint, String(psi.some_avg10), psi.full_total as bigint, mem === null ? 1 : 0, procs.lines as number);
+  return 0;
+});`);
+  t.same(c.program('p').cgroupFiles, ['cgroup.procs', 'cpu.pressure', 'cpu.stat', 'memory.current']);
+  const files = new Map<string, string | null>([
+    ['cpu.stat', 'usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n'],
+    ['cpu.pressure', 'some avg10=1.50 avg60=0.00 avg300=0.00 total=99\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n'],
+    ['memory.current', null],
+    ['cgroup.procs', '1\n20\n300\n'],
+  ]);
+  const { ctx, sink } = iterCtx(w.root, { files });
+  t.equal(c.program('p').run(ctx), 0);
+  t.equal(sink.text(), '1234 1.5 7 1 3\n');
+  t.equal(c.program('p').run(iterCtx(w.root).ctx), 1, 'without a snapshot every file reads as null');
+  c.close();
+});
+
+t.test('ctx fields: primitives are copied to the program, anything else is EINVAL before the run', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('tp/timer/tick', (ctx) => ctx.now_ns === 5n && (ctx as unknown as { extra: string }).extra === 'yes' ? 0 : 1);`);
+  t.equal(c.program('p').run({ cgroup: w.root, now_ns: 5n, extra: 'yes' }), 0);
+  t.throws(() => c.program('p').run({ cgroup: w.root, now_ns: 5n, obj: {} }), { code: 'EINVAL', message: /ctx field 'obj'/ });
+  c.close();
+});
+
+t.test('the runtime re-checks what the verifier checks: an unverified program gets no host and no escape', async (t) => {
+  const w = world();
+  const c = loadUnverified(w.kernel, `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
+export const p = SEC('cgroup_view', (ctx) => {
+  const g = (0, eval)('this');
+  bpf_seq_printf(ctx.meta.seq, '%s %s %s', typeof g.process, typeof g.require, typeof g.__vbpffs_host);
+  return 0;
+});`);
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('p').run(ctx), 0);
+  t.equal(sink.text(), 'undefined undefined undefined', 'the isolate\'s global has no host objects and no prelude leftovers');
+  c.close();
+  t.equal(BpfMapType.CGRP_STORAGE, 32);
+});
