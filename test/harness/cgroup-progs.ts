@@ -83,3 +83,19 @@ export function counterWorld(progs: readonly CounterProg[], slots = 1): CounterW
     },
   };
 }
+
+/**
+ * Loads one program per entry, named by the key, of the given section, each `return 1` (0 where the
+ * section's name ends in `!`, e.g. 'cgroup_skb/egress!'): for tests that attach, detach and query.
+ */
+export function loadProgs<K extends string>(kernel: World['kernel'], sections: Record<K, string>): Record<K, BpfProg> & { coll: Collection } {
+  const lines = ["import { SEC } from 'vbpffs/bpf';"];
+  for (const [name, sec] of Object.entries<string>(sections)) {
+    const deny = sec.endsWith('!');
+    lines.push(`export const ${name} = SEC('${deny ? sec.slice(0, -1) : sec}', (ctx) => ${deny ? 0 : 1});`);
+  }
+  const coll = load(kernel, lines.join('\n'));
+  const out = { coll } as Record<K, BpfProg> & { coll: Collection };
+  for (const name of Object.keys(sections) as K[]) (out as Record<K, BpfProg>)[name] = coll.program(name);
+  return out;
+}
