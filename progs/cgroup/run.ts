@@ -14,7 +14,7 @@
  * the operation through), and running the rest keeps "every program runs" true for the counters
  * and collectors behind it. The faults are reported in the result (docs/DIFFERENCES.md).
  */
-import { BpfAttachType, BpfError, ERRNO, bpfError } from '../../uapi';
+import { BpfAttachType, ERRNO, fromSystemError, type BpfError } from '../../uapi';
 import type { KernfsNode } from '../../tags';
 import type { Kernel } from '../kernel';
 import type { ProgCtx } from '../prog/prog';
@@ -33,22 +33,12 @@ export interface BpfCgRunCtx {
 
 let current: BpfCgRunCtx | null = null;
 
-/** The run context of the cgroup program running now, or null outside one. */
+/**
+ * The run context of the cgroup program running now, or null outside one: what the runtime's
+ * bpf_get_retval / bpf_set_retval and bpf_get_local_storage read and write.
+ */
 export function bpfCgRunCtx(): BpfCgRunCtx | null {
   return current;
-}
-
-/** bpf_get_retval: the hook's result so far. Only while a cgroup program runs (EINVAL otherwise). */
-export function bpf_get_retval(): number {
-  if (current === null) throw bpfError('EINVAL', 'bpf_get_retval outside a cgroup program');
-  return current.retval;
-}
-
-/** bpf_set_retval: sets the hook's result (an error stands against later denials); returns 0. */
-export function bpf_set_retval(retval: number): number {
-  if (current === null) throw bpfError('EINVAL', 'bpf_set_retval outside a cgroup program');
-  current.retval = retval | 0;
-  return 0;
 }
 
 /** What a fire gives back. */
@@ -98,7 +88,7 @@ export function cgroupBpfRunFilter(
         ret = item.prog.run(progCtx);
       } catch (e) {
         result.faults++;
-        result.lastFault = e instanceof BpfError ? e : bpfError('EIO', `prog ${item.prog.id} faulted: ${String(e)}`, e);
+        result.lastFault = fromSystemError(e, `prog ${item.prog.id}`);
         ret = 0;
       }
       result.runs++;

@@ -8,10 +8,16 @@
  *   CgroupEventSource     tp/cgroup/mkdir, tp/cgroup/rmdir
  *
  * A program's ctx is `{ cgroup, ...fields }`: the cgroup node, and numbers, bigints and strings
- * named as in progs/prog/bpf.d.ts (a sample's task is the TaskOwner when the Kernel can find it).
+ * named as in progs/prog/bpf.d.ts; a sample's `task`, and a tick's `files` (the interface files its
+ * programs read, snapshotted before they run).
  */
+import createDebug from 'debug';
 import { BpfAttachType } from '../../uapi';
+import type { InterfaceFile, KernfsNode } from '../../tags';
 import type { Kernel } from '../kernel';
+import type { TaskOwner } from '../maps/owners';
+import type { BpfProg } from '../prog/prog';
+import type { CgroupFiles } from '../runtime/cgroup-files';
 import {
   CGROUP_MKDIR_HOOK,
   CGROUP_RMDIR_HOOK,
@@ -24,8 +30,11 @@ import {
   type SchedSampler,
   type TickBatch,
 } from '../events';
+import { effectiveProgs } from '../cgroup/cgroup-bpf';
 import { cgroupBpfRunFilter } from '../cgroup/run';
 import { bpfTraceRun, tracepoint } from './tracing-link';
+
+const debug = createDebug('vbpffs:hooks');
 
 /** The event sources to connect; any may be left out. */
 export interface EventSources {
@@ -34,24 +43,53 @@ export interface EventSources {
   cgroupEvents?: CgroupEventSource;
 }
 
-/** Runs the hooks of one tick: per cgroup, the global tracepoint, then the cgroup's collectors. */
-export function fireTick(kernel: Kernel, batch: TickBatch): void {
+/**
+ * Runs the hooks of one tick: per live cgroup, in the batch's pre-order, the global tracepoint and
+ * then the cgroup's collectors. Programs run synchronously and reading a cgroup's files is I/O, so
+ * the files the programs name (BpfProg.cgroupFiles) are read first, for every cgroup at once, and
+ * each run reads them from its snapshot (ctx.files). A cgroup removed meanwhile is skipped.
+ */
+export async function fireTick(kernel: Kernel, batch: TickBatch): Promise<void> {
   const tp = tracepoint(kernel, TIMER_TICK_HOOK);
+  const files = await Promise.all(batch.cgroups.map((cgroup) => tickFiles(kernel, tp.progs, cgroup, batch)));
   const nowNs = BigInt(batch.timeNs);
-  for (const cgroup of batch.cgroups) {
-    tp.run({ cgroup, now_ns: nowNs });
-    cgroupBpfRunFilter(kernel, cgroup, BpfAttachType.VBPFFS_CGROUP_TICK, { now_ns: nowNs });
-  }
+  batch.cgroups.forEach((cgroup, i) => {
+    if (cgroup.dying) return;
+    const f = files[i];
+    tp.run(f === undefined ? { cgroup, now_ns: nowNs } : { cgroup, now_ns: nowNs, files: f });
+    cgroupBpfRunFilter(kernel, cgroup, BpfAttachType.VBPFFS_CGROUP_TICK, f === undefined ? { now_ns: nowNs } : { now_ns: nowNs, files: f });
+  });
 }
 
-/** Runs the hooks of one scheduler sample batch: per task, the tracepoint, then its cgroup's collectors. */
+/** The snapshot of the files this cgroup's tick programs read; undefined when they read none. */
+async function tickFiles(kernel: Kernel, tpProgs: readonly BpfProg[], cgroup: KernfsNode, batch: TickBatch): Promise<CgroupFiles | undefined> {
+  const names = new Set<string>();
+  for (const p of tpProgs) for (const f of p.cgroupFiles) names.add(f);
+  for (const p of effectiveProgs(kernel, cgroup, BpfAttachType.VBPFFS_CGROUP_TICK)) for (const f of p.cgroupFiles) names.add(f);
+  if (names.size === 0) return undefined;
+  const out = new Map<string, string | null>();
+  await Promise.all(
+    [...names].map(async (f) => {
+      try {
+        out.set(f, await batch.readFile(cgroup, f as InterfaceFile));
+      } catch {
+        out.set(f, null);
+      }
+    }),
+  );
+  return out;
+}
+
+/**
+ * Runs the hooks of one scheduler sample batch: per task, the tracepoint, then its cgroup's
+ * collectors. ctx.task is the Kernel's task when it knows the pid; otherwise a stand-in that counts
+ * as exited, so task storage is never created on it.
+ */
 export function fireSchedSamples(kernel: Kernel, batch: SchedSampleBatch): void {
   const tp = tracepoint(kernel, SCHED_SAMPLE_HOOK);
   for (const s of batch.samples) {
     const fields = {
-      task: kernel.tasks?.taskByPid(s.pid) ?? null,
-      pid: s.pid,
-      comm: s.comm,
+      task: kernel.tasks?.taskByPid(s.pid) ?? untrackedTask(s.pid, s.comm, s.cgroup),
       run_ns: BigInt(s.runNs),
       wait_ns: BigInt(s.waitNs),
       slices: BigInt(s.slices),
@@ -59,6 +97,10 @@ export function fireSchedSamples(kernel: Kernel, batch: SchedSampleBatch): void 
     tp.run({ ...fields, cgroup: s.cgroup });
     cgroupBpfRunFilter(kernel, s.cgroup, BpfAttachType.VBPFFS_CGROUP_SCHED_SAMPLE, fields);
   }
+}
+
+function untrackedTask(pid: number, comm: string, cgroup: KernfsNode): TaskOwner & { tgid: number; comm: string; cgroup: KernfsNode } {
+  return { pid, tgid: pid, comm, cgroup, dying: true, bpfStorage: null };
 }
 
 /** Runs tp/cgroup/mkdir or tp/cgroup/rmdir for one cgroup event. */
@@ -72,7 +114,16 @@ export function fireCgroupEvent(kernel: Kernel, event: CgroupEvent): void {
  */
 export function connectEventSources(kernel: Kernel, sources: EventSources): () => void {
   const unsubscribe: (() => void)[] = [];
-  if (sources.tick !== undefined) unsubscribe.push(sources.tick.subscribe((b) => fireTick(kernel, b)));
+  if (sources.tick !== undefined) {
+    // Ticks run one after the other, so a slow read never lets a later tick overtake an earlier one.
+    let chain: Promise<void> = Promise.resolve();
+    const tick = sources.tick;
+    unsubscribe.push(
+      tick.subscribe((b) => {
+        chain = chain.then(() => fireTick(kernel, b)).catch((e: unknown) => debug('tick %d: %O', b.seq, e));
+      }),
+    );
+  }
   if (sources.sampler !== undefined) unsubscribe.push(sources.sampler.subscribe((b) => fireSchedSamples(kernel, b)));
   const events = sources.cgroupEvents;
   if (events !== undefined) {

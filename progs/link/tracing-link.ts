@@ -10,7 +10,7 @@
  * programs per tracepoint (E2BIG). A perf_event link has neither a detach nor an update op: it is
  * detached by dropping its last holder.
  */
-import { BpfAttachType, BpfError, BpfLinkType, bpfError } from '../../uapi';
+import { BpfAttachType, BpfLinkType, bpfError, fromSystemError, type BpfError } from '../../uapi';
 import { Handle } from '../object';
 import type { Kernel } from '../kernel';
 import type { BpfProg, ProgCtx } from '../prog/prog';
@@ -43,7 +43,7 @@ export class Tracepoint {
         progs[i]!.run(ctx);
       } catch (e) {
         result.faults++;
-        result.lastFault = e instanceof BpfError ? e : bpfError('EIO', `prog ${progs[i]!.id} faulted: ${String(e)}`, e);
+        result.lastFault = fromSystemError(e, `prog ${progs[i]!.id}`);
       }
     }
     return result;
