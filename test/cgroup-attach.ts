@@ -27,15 +27,17 @@ import {
   cgroupBpfQuery,
   cgroupBpfTable,
   cgroupGetFromFd,
+  bpfLinkUpdate,
   effectiveProgs,
   type BpfProg,
+  type CgroupStorageMap,
 } from '../progs';
 import { failProgArrayAlloc } from '../progs/cgroup/cgroup-bpf';
-import { computeEffectiveProgs } from '../progs/cgroup/effective';
+import { EMPTY_PROG_ARRAY, computeEffectiveProgs } from '../progs/cgroup/effective';
 import { cgroupAtype } from '../progs/cgroup/attach-type';
 import type { KernfsNode } from '../tags';
 import { counterWorld, loadProgs } from './harness/cgroup-progs';
-import { world } from './harness/progs';
+import { load, world } from './harness/progs';
 
 const EGRESS = BpfAttachType.CGROUP_INET_EGRESS;
 const MULTI = BPF_F_ALLOW_MULTI;
@@ -112,9 +114,10 @@ t.test('attach: rule expected attach type: sock, sock_addr and sockopt programs 
   cgroupBpfAttach(w.kernel, cg, 'egress', p.skb, { flags: MULTI });
   cgroupBpfAttach(w.kernel, cg, 'ingress', p.skb, { flags: MULTI });
   cgroupBpfAttach(w.kernel, cg, 'device', p.dev);
+  cgroupBpfAttach(w.kernel, cg, 'getsockopt', p.gso);
   t.same(
     cgroupBpfAttached(w.kernel, cg).map((a) => [cgroupAttachTypeName(a.type), a.entries.length]),
-    [['ingress', 1], ['egress', 2], ['sock_create', 1], ['device', 1], ['connect4', 1], ['tick', 1]],
+    [['ingress', 1], ['egress', 2], ['sock_create', 1], ['device', 1], ['connect4', 1], ['getsockopt', 1], ['tick', 1]],
   );
 });
 
@@ -232,6 +235,11 @@ t.test('attach: rule duplicates: the same program twice in MULTI mode is EINVAL;
   const { cgroupBpfAttachEntry } = await import('../progs/cgroup/cgroup-bpf');
   t.throws(() => cgroupBpfAttachEntry(w.kernel, cg, null, null, link.object, EGRESS, MULTI, {}, 0), { code: 'EINVAL' }, 'find_attach_entry refuses a link already there');
   t.throws(() => cgroupBpfAttachEntry(w.kernel, cg, p[0]!, null, link.object, EGRESS, MULTI, {}, 0), { code: 'EINVAL' }, 'a link and a program together');
+  t.throws(() => cgroupBpfAttachEntry(w.kernel, cg, null, p[0]!, link.object, EGRESS, MULTI | BPF_F_REPLACE, {}, 0), { code: 'EINVAL' }, 'a link and a program to replace');
+  t.throws(() => cgroupBpfAttachEntry(w.kernel, cg, p[0]!, p[0]!, null, EGRESS, MULTI, {}, 0), { code: 'EINVAL' }, 'a program to replace without BPF_F_REPLACE');
+  const { cgroupBpfDetachEntry } = await import('../progs/cgroup/cgroup-bpf');
+  const other = cgroupBpfLinkAttach(w.kernel, w.root, EGRESS, p[0]!);
+  t.throws(() => cgroupBpfDetachEntry(w.kernel, cg, null, other.object, EGRESS, 0), { code: 'ENOENT', message: /link \d+ is not attached here/ });
   t.same(names(effectiveProgs(w.kernel, cg, EGRESS)), ['p0', 'p0'], 'a legacy attachment and a link of one program coexist');
 });
 
@@ -469,4 +477,44 @@ t.test('rmdir: cgroup_bpf_release puts legacy programs; the removed cgroup runs 
   cgroupBpfDetach(k, a, EGRESS, w.progs[0]!);
   w.hierarchy.remove(a);
   t.equal(w.progs[0]!.refs, 1, 'only the collection\'s handle');
+});
+
+t.test('old cgroup storage: attaching allocates the program\'s storage for (cgroup, attach type); detach keeps it, rmdir frees it, a failed attach frees a new one', async (t) => {
+  const w = world();
+  const c = load(w.kernel, `import { SEC, map, BPF_MAP_TYPE_CGROUP_STORAGE } from 'vbpffs/bpf';
+export const st = map({ type: BPF_MAP_TYPE_CGROUP_STORAGE, key: { cgroup_inode_id: 'u64', attach_type: 'u32' } as const, value: 'u64', maxEntries: 0 });
+export const p = SEC('cgroup/skb', (ctx) => 1);
+export const q = SEC('sockops', (ctx) => 1);
+`);
+  const st = c.map<CgroupStorageMap>('st');
+  const a = w.mkdir(w.root, 'a');
+  const b = w.mkdir(a, 'b');
+  cgroupBpfAttach(w.kernel, a, EGRESS, c.program('p'), { flags: MULTI });
+  t.ok(st.lookupStorage(a.id, EGRESS), 'made at attach');
+  const item = cgroupBpfTable(w.kernel).peek(b)!.effective[cgroupAtype(EGRESS)]![0]!;
+  t.equal(item.storages[0], st.lookupStorage(a.id, EGRESS), 'bound to the item: a child runs with the parent\'s storage');
+  cgroupBpfAttach(w.kernel, a, 'sock_ops', c.program('q'));
+  t.ok(st.lookupStorage(a.id, BpfAttachType.CGROUP_SOCK_OPS), 'one per attach type');
+  cgroupBpfDetach(w.kernel, a, EGRESS, c.program('p'));
+  t.ok(st.lookupStorage(a.id, EGRESS), 'detach leaves it (>= 5.9)');
+  failProgArrayAlloc(w.kernel, 1);
+  t.throws(() => cgroupBpfAttach(w.kernel, b, EGRESS, c.program('p'), { flags: MULTI }), { code: 'ENOMEM' });
+  t.equal(st.lookupStorage(b.id, EGRESS), undefined, 'a failed attach frees the storage it made');
+  t.throws(() => cgroupBpfAttach(w.kernel, b, EGRESS, c.program('p'), { flags: MULTI | BPF_F_AFTER, relativeFd: c.program('q') }), { code: 'ENOENT' });
+  t.equal(st.lookupStorage(b.id, EGRESS), undefined, 'also when the anchor is refused');
+  w.hierarchy.remove(b);
+  w.hierarchy.remove(a);
+  t.equal(st.lookupStorage(a.id, EGRESS), undefined, 'freed with the cgroup\'s BPF state at rmdir');
+});
+
+t.test('effective: computing for a cgroup that runs nothing gives the shared empty array; link updates reach cgroups made since', async (t) => {
+  const { w, p } = egressWorld(2);
+  const a = w.mkdir(w.root, 'a');
+  const table = cgroupBpfTable(w.kernel);
+  t.equal(computeEffectiveProgs(table, a, cgroupAtype(EGRESS)), EMPTY_PROG_ARRAY);
+  const link = cgroupBpfLinkAttach(w.kernel, a, EGRESS, p[0]!);
+  const late = w.mkdir(a, 'late');
+  const later = w.mkdir(late, 'later');
+  bpfLinkUpdate(link, p[1]!);
+  t.same(names(effectiveProgs(w.kernel, later, EGRESS)), ['p1'], 'a cgroup without state inherits the updated array');
 });

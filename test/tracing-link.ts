@@ -30,6 +30,12 @@ const SEC_NS = 1_000_000_000;
 const HOOKS = `import { SEC, map, BPF_MAP_TYPE_ARRAY, bpf_map_lookup_elem, vbpffs_cgroup_read } from 'vbpffs/bpf';
 export const hits = map({ type: BPF_MAP_TYPE_ARRAY, key: 'u32', value: 'u64', maxEntries: 8 });
 export const tick = SEC('tp/timer/tick', (ctx) => { const v = bpf_map_lookup_elem(hits, 0); if (v !== null) v.value += 1n; return 0; });
+export const tickread = SEC('tp/timer/tick', (ctx) => {
+  const v = bpf_map_lookup_elem(hits, 6);
+  const procs = vbpffs_cgroup_read(ctx.cgroup, 'cgroup.procs');
+  if (v !== null && procs !== null) v.value += BigInt(procs.lines);
+  return 0;
+});
 export const sample = SEC('tp/sched/sample', (ctx) => { const v = bpf_map_lookup_elem(hits, 1); if (v !== null) v.value += ctx.run_ns; return 0; });
 export const mkdir = SEC('tp/cgroup/mkdir', (ctx) => { const v = bpf_map_lookup_elem(hits, 2); if (v !== null) v.value += 1n; return 0; });
 export const rmdir = SEC('tp/cgroup/rmdir', (ctx) => { const v = bpf_map_lookup_elem(hits, 3); if (v !== null) v.value += 1n; return 0; });
@@ -90,9 +96,11 @@ t.test('tick: tp/timer/tick runs for every live cgroup, cgroup/tick only in the 
   src.workload.spawn({ cgroup: b, pid: 301, run: 0.5 });
   src.workload.spawn({ cgroup: b, pid: 302, run: 0.5 });
   bpfTracepointLinkAttach(kernel, coll.program('tick'));
+  bpfTracepointLinkAttach(kernel, coll.program('tickread'));
   cgroupBpfAttach(kernel, a, 'tick', coll.program('cgtick'), { flags: BPF_F_ALLOW_MULTI });
   const tick = new CgroupTick(src);
   await fireTick(kernel, tick.tickOnce());
+  t.equal(hits(6), 3n, 'a tracepoint program reads files too: every process, counted where it is');
   t.equal(hits(0), 4n, 'root, /a, /a/b and /c: every live cgroup once');
   t.equal(hits(4), 3n, 'cgroup/tick in /a (1 process) and /a/b (2), from cgroup.procs read before the run');
 });
@@ -101,10 +109,10 @@ t.test('tick: a cgroup removed while its files are read is skipped; a faulting t
   const { src, kernel, b, coll, hits } = await setup();
   bpfTracepointLinkAttach(kernel, coll.program('faulty'));
   bpfTracepointLinkAttach(kernel, coll.program('tick'));
+  cgroupBpfAttach(kernel, src.hierarchy.root, 'tick', coll.program('cgtick'), { flags: BPF_F_ALLOW_MULTI });
   const batch = new CgroupTick(src).tickOnce();
-  const done = fireTick(kernel, batch);
-  await src.rmdir('/a/b');
-  await done;
+  await src.rmdir('/a/b'); // before its files are read: the read fails, the snapshot says null
+  await fireTick(kernel, batch);
   t.ok(b.dying);
   t.equal(hits(0), BigInt(batch.cgroups.length - 1), 'every cgroup but the removed one');
   t.equal(coll.program('faulty').stats.faults, batch.cgroups.length - 1);
@@ -150,7 +158,16 @@ export const p = SEC('tp/sched/sample', (ctx) => bpf_task_storage_get(st, ctx.ta
 });
 
 t.test('cgroup events and ticks through connectEventSources; disconnect stops them', async (t) => {
-  const { src, kernel, coll, hits } = await setup();
+  const { src, kernel } = await setup();
+  // Its own object: programs reading no files, so a tick reads none before running them.
+  const coll = load(kernel, `import { SEC, map, BPF_MAP_TYPE_ARRAY, bpf_map_lookup_elem } from 'vbpffs/bpf';
+export const hits = map({ type: BPF_MAP_TYPE_ARRAY, key: 'u32', value: 'u64', maxEntries: 4 });
+export const tick = SEC('tp/timer/tick', (ctx) => { const v = bpf_map_lookup_elem(hits, 0); if (v !== null) v.value += 1n; return 0; });
+export const mkdir = SEC('tp/cgroup/mkdir', (ctx) => { const v = bpf_map_lookup_elem(hits, 2); if (v !== null) v.value += 1n; return 0; });
+export const rmdir = SEC('tp/cgroup/rmdir', (ctx) => { const v = bpf_map_lookup_elem(hits, 3); if (v !== null) v.value += 1n; return 0; });
+`);
+  t.same(coll.program('tick').cgroupFiles, []);
+  const hits = (slot: number): bigint => new DataView(coll.map('hits').lookupElem(slot).buffer).getBigUint64(0, true);
   const events = new CgroupEventSource(src);
   events.start();
   const tick = new CgroupTick(src);

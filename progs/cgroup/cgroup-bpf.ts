@@ -74,9 +74,9 @@ export interface CgroupBpfList {
   revision: number;
 }
 
-/** The program behind an attachment, whether made by a link or directly (prog_list_prog). */
-export function progListProg(pl: BpfProgList): BpfProg | null {
-  return pl.prog ?? pl.link?.prog ?? null;
+/** The program behind a live attachment, whether made by a link or directly (prog_list_prog). */
+export function progListProg(pl: BpfProgList): BpfProg {
+  return pl.prog ?? pl.link!.prog;
 }
 
 /** prog_list_length: live attachments (entries being detached have neither prog nor link). */
@@ -617,7 +617,7 @@ export function cgroupBpfQuery(
   const list = st.lists[atype];
   const all = effectiveQuery
     ? st.effective[atype]!.map((item) => item.prog.id)
-    : (list?.progs ?? []).map((pl) => progListProg(pl)!.id);
+    : (list?.progs ?? []).map((pl) => progListProg(pl).id);
   const flags = list?.flags ?? 0;
   const room = opts.progCnt ?? all.length;
   if (!Number.isSafeInteger(room) || room < 0) throw bpfError('EINVAL', `prog_cnt ${room} is not a count`);

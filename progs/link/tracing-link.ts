@@ -70,7 +70,6 @@ export function bpfTraceRun(kernel: Kernel, name: string, ctx: ProgCtx): TraceRu
 export class BpfTracingLink extends BpfLink {
   readonly type = BpfLinkType.PERF_EVENT;
   readonly tracepoint: Tracepoint;
-  #attached = true;
 
   /** @internal Made by bpfTracepointLinkAttach. */
   constructor(kernel: Kernel, prog: BpfProg, tp: Tracepoint) {
@@ -78,26 +77,26 @@ export class BpfTracingLink extends BpfLink {
     this.tracepoint = tp;
   }
 
+  /** A perf_event link is attached from creation until its release. */
   get attached(): boolean {
-    return this.#attached;
+    return !this.released;
   }
 
   /** bpf_perf_link_release: the program leaves the tracepoint. */
   protected linkRelease(): void {
-    if (!this.#attached) return;
-    this.#attached = false;
     const progs = [...this.tracepoint.progs];
     progs.splice(progs.indexOf(this.prog), 1);
     this.tracepoint.progs = progs;
   }
 
+  // A perf_event link's program is never swapped, so its section names the tracepoint for good.
   protected override fillLinkInfo(): Record<string, unknown> {
-    const [category, name] = this.prog.sec.tracepoint === undefined ? ['', ''] : [this.prog.sec.tracepoint.category, this.prog.sec.tracepoint.name];
+    const { category, name } = this.prog.sec.tracepoint!;
     return { perfEvent: { type: 'tracepoint', category, tpName: name } };
   }
 
   protected override fdinfo(): string {
-    return `tp_name:\t${this.prog.sec.tracepoint?.name ?? ''}\n`;
+    return `tp_name:\t${this.prog.sec.tracepoint!.name}\n`;
   }
 }
 
