@@ -21,8 +21,7 @@ import {
   fireTick,
 } from '../progs';
 import { SimCgroupSource } from '../tags';
-import { load } from './harness/progs';
-import { loadProgs } from './harness/cgroup-progs';
+import { load, loadProgs } from './harness/cgroup-progs';
 
 const SEC_NS = 1_000_000_000;
 
