@@ -2,7 +2,7 @@
 # Installs everything vbpffs needs on a fresh Debian-like machine, then builds it.
 #   - Debian's libfuse2 (the library fuse-native's prebuilt addon loads) and fuse (fusermount),
 #     only when missing, and only as root (otherwise it says what to run);
-#   - the npm packages exactly as package-lock.json pins them;
+#   - the npm packages exactly as package-lock.json pins them (isolated-vm is built from source);
 #   - the TypeScript build in dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,11 @@ if ((${#need[@]})); then
   fi
 fi
 
+# isolated-vm has no prebuilt binary for Node 20: node-gyp builds it against Node's headers. Only the
+# npm registry may be reachable, so use the headers installed with Node when npm names none.
+if [ -z "${npm_config_nodedir:-}" ] && ! grep -qs '^nodedir' ~/.npmrc && [ -f /usr/include/node/node.h ]; then
+  export npm_config_nodedir=/usr
+fi
 npm ci --no-audit --no-fund
 npm run build
 echo "setup: done. Try: npm start"

@@ -36,8 +36,8 @@ import { failProgArrayAlloc } from '../progs/cgroup/cgroup-bpf';
 import { EMPTY_PROG_ARRAY, computeEffectiveProgs } from '../progs/cgroup/effective';
 import { cgroupAtype } from '../progs/cgroup/attach-type';
 import type { KernfsNode } from '../tags';
-import { counterWorld, load, loadProgs } from './harness/cgroup-progs';
-import { world } from './harness/progs';
+import { counterWorld, loadProgs } from './harness/cgroup-progs';
+import { load, world } from './harness/progs';
 
 const EGRESS = BpfAttachType.CGROUP_INET_EGRESS;
 const MULTI = BPF_F_ALLOW_MULTI;

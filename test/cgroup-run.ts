@@ -6,8 +6,8 @@
 import t from 'tap';
 import { BPF_F_ALLOW_MULTI, BpfAttachType, ERRNO } from '../uapi';
 import { bpfCgRunCtx, cgroupBpfAttach, cgroupBpfRunFilter } from '../progs';
-import { counterWorld, load } from './harness/cgroup-progs';
-import { world } from './harness/progs';
+import { counterWorld } from './harness/cgroup-progs';
+import { load, world } from './harness/progs';
 
 const EGRESS = BpfAttachType.CGROUP_INET_EGRESS;
 const MULTI = BPF_F_ALLOW_MULTI;

@@ -21,7 +21,8 @@ import {
   fireTick,
 } from '../progs';
 import { SimCgroupSource } from '../tags';
-import { load, loadProgs } from './harness/cgroup-progs';
+import { loadProgs } from './harness/cgroup-progs';
+import { load } from './harness/progs';
 
 const SEC_NS = 1_000_000_000;
 

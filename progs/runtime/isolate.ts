@@ -21,18 +21,15 @@ import type { KernfsNode } from '../../tags';
 import type { Kernel } from '../kernel';
 import type { BpfMap } from '../maps/map';
 import { hasProgMapAccess } from '../maps/map';
-import type { CgroupOwner, InodeOwner, SockOwner, TaskOwner } from '../maps/owners';
+import type { CgroupOwner, SockOwner, TaskOwner } from '../maps/owners';
 import {
   bpf_cgrp_storage_delete,
   bpf_cgrp_storage_get,
-  bpf_inode_storage_delete,
-  bpf_inode_storage_get,
   bpf_sk_storage_delete,
   bpf_sk_storage_get,
   bpf_task_storage_delete,
   bpf_task_storage_get,
   type CgrpStorageMap,
-  type InodeStorageMap,
   type SkStorageMap,
   type TaskStorageMap,
 } from '../maps/local-storage';
@@ -55,7 +52,8 @@ export interface RuntimeLimits {
   memoryMiB: number;
 }
 
-export const DEFAULT_LIMITS: RuntimeLimits = { deadlineMs: 10, memoryMiB: 64 };
+/** 50 ms: far above a view's run (tens of µs), and above a cold first run on a loaded 2-core machine. */
+export const DEFAULT_LIMITS: RuntimeLimits = { deadlineMs: 50, memoryMiB: 64 };
 
 /** Bytes of the scratch buffer keys and values cross in: the largest key plus value a program passes. */
 const SCRATCH_BYTES = 1 << 16;
@@ -74,10 +72,11 @@ interface Run {
   cgroup: CgroupNode | null;
   task: (TaskOwner & { cgroup?: CgroupNode }) | null;
   sk: SockOwner | null;
-  inode: InodeOwner | null;
   files: CgroupFiles | undefined;
   deadline: number;
   expired: boolean;
+  /** The isolate's CPU time when the run began. */
+  cpu0: bigint;
 }
 
 class DeadlineExceeded extends Error {}
@@ -129,19 +128,20 @@ export class ObjectIsolate implements ProgRunner {
     }
     if (this.#iso === null) this.#build();
     const rec = this.#record(ctx);
+    if (prog.type === 'cgroup_sock') rec.ctx_is_sk = true;
     const run: Run = {
       prog,
       sink: (ctx.meta as { seq?: SeqSink } | undefined)?.seq ?? null,
       cgroup: (ctx.cgroup as CgroupNode | null | undefined) ?? null,
       task: (ctx.task as Run['task']) ?? null,
       sk: (ctx.sk as SockOwner | undefined) ?? null,
-      inode: (ctx.inode as InodeOwner | undefined) ?? null,
       files: ctx.files as CgroupFiles | undefined,
       deadline: performance.now() + this.#limits.deadlineMs,
       expired: false,
+      cpu0: this.#iso!.cpuTime,
     };
     const iso = this.#iso!;
-    const cpu0 = iso.cpuTime;
+    const cpu0 = run.cpu0;
     this.#cur = run;
     let r: unknown;
     try {
@@ -170,9 +170,9 @@ export class ObjectIsolate implements ProgRunner {
       const ctx = iso.createContextSync();
       const g = ctx.global;
       g.setSync('__vbpffs_host', new ivm.ExternalCopy(this.#hostCallbacks()).copyInto());
-      for (const [name, cb] of Object.entries(this.#callbacks())) {
-        g.getSync('__vbpffs_host', { reference: true }).setSync(name, cb);
-      }
+      const host = g.getSync('__vbpffs_host', { reference: true }) as ivm.Reference<Record<string, unknown>>;
+      for (const [name, cb] of Object.entries(this.#callbacks())) host.setSync(name, cb);
+      host.release();
       g.setSync('__vbpffs_init', new ivm.ExternalCopy(this.#init()).copyInto());
       g.setSync('__vbpffs_scratch', new ivm.ExternalCopy(this.#scratch).copyInto({ release: true }));
       const prelude = iso.compileScriptSync(
@@ -190,15 +190,21 @@ export class ObjectIsolate implements ProgRunner {
         { filename: 'vbpffs:prelude' },
       );
       const api = prelude.runSync(ctx, { reference: true }) as ivm.Reference<PreludeApi>;
-      const wrapper = iso
-        .compileScriptSync(`(function (exports, require, module) {${this.#spec.js}\n})`, { filename: this.#spec.filename })
-        .runSync(ctx, { reference: true });
+      prelude.release();
+      const script = iso.compileScriptSync(`(function (exports, require, module, gc) {${this.#spec.js}\n})`, { filename: this.#spec.filename });
+      const wrapper = script.runSync(ctx, { reference: true });
+      script.release();
+      const load = api.getSync('load', { reference: true });
       try {
-        api.getSync('load', { reference: true }).applySync(api.derefInto(), [wrapper.derefInto()], { timeout: this.#limits.deadlineMs * 10 });
+        load.applySync(api.derefInto(), [wrapper.derefInto()], { timeout: this.#limits.deadlineMs * 10 });
       } catch (e) {
         throw bpfError('EINVAL', `${this.#spec.filename}: the module's top-level code failed: ${this.#describe(e)}`);
+      } finally {
+        load.release();
+        wrapper.release();
       }
       this.#run = api.getSync('run', { reference: true }) as ivm.Reference<PreludeApi['run']>;
+      api.release();
       this.#ctx = ctx;
       this.#iso = iso;
       this.builds++;
@@ -209,19 +215,27 @@ export class ObjectIsolate implements ProgRunner {
     }
   }
 
+  /**
+   * References into the isolate are released before it goes: left to the garbage collector, their
+   * finalizers could run while the process exits, after the isolate is gone.
+   */
   #dispose(): void {
     const iso = this.#iso;
     this.#iso = null;
+    if (iso !== null && !iso.isDisposed) {
+      this.#run?.release();
+      this.#ctx?.release();
+      iso.dispose();
+    }
     this.#run = null;
-    this.#ctx?.release();
     this.#ctx = null;
-    if (iso !== null && !iso.isDisposed) iso.dispose();
   }
 
   #init(): PreludeInit {
     const used = new Set<string>();
     for (const p of this.#spec.programs) for (const h of helpersFor(p.sec)) used.add(h);
     return {
+      filename: this.#spec.filename,
       constants: { ...BPF_CONSTANTS },
       helpers: [...used].sort(),
       maps: this.#spec.maps.map((m) => ({ name: m.name, type: m.type, key: m.key, value: m.value, keySize: m.keySize, valueSize: m.valueSize })),
@@ -231,7 +245,6 @@ export class ObjectIsolate implements ProgRunner {
         cgroup: BpfMapType.CGRP_STORAGE,
         task: BpfMapType.TASK_STORAGE,
         sk: BpfMapType.SK_STORAGE,
-        inode: BpfMapType.INODE_STORAGE,
       },
     };
   }
@@ -307,17 +320,16 @@ export class ObjectIsolate implements ProgRunner {
     return this.#kernel.cgroups?.cgroupById(id) as CgroupNode | undefined;
   }
 
-  #owner(kind: string, id: number | bigint): CgroupOwner | TaskOwner | SockOwner | InodeOwner | null {
+  /** The owner a storage helper names. Inode storage has no program type that may use it (LSM only). */
+  #owner(kind: string, id: number | bigint): CgroupOwner | TaskOwner | SockOwner | null {
     const cur = this.#cur!;
     switch (kind) {
       case 'cgroup':
         return this.#cgroup(id as number) ?? null;
       case 'task':
         return cur.task?.pid === id ? cur.task : (this.#kernel.tasks?.taskByPid(id as number) ?? null);
-      case 'sk':
-        return cur.sk; // only the run's socket: a socket has no id a program could name
-      default:
-        return cur.inode;
+      default: // 'sk': only the run's socket, which has no id a program could name
+        return cur.sk;
     }
   }
 
@@ -344,10 +356,8 @@ export class ObjectIsolate implements ProgRunner {
         return bpf_cgrp_storage_get(map as CgrpStorageMap, owner as CgroupOwner, null, flags);
       case 'task':
         return bpf_task_storage_get(map as TaskStorageMap, owner as TaskOwner, null, flags);
-      case 'sk':
-        return bpf_sk_storage_get(map as SkStorageMap, owner as SockOwner, null, flags);
       default:
-        return bpf_inode_storage_get(map as InodeStorageMap, owner as InodeOwner, null, flags);
+        return bpf_sk_storage_get(map as SkStorageMap, owner as SockOwner, null, flags);
     }
   }
 
@@ -361,10 +371,8 @@ export class ObjectIsolate implements ProgRunner {
         return bpf_cgrp_storage_delete(map as CgrpStorageMap, owner as CgroupOwner);
       case 'task':
         return bpf_task_storage_delete(map as TaskStorageMap, owner as TaskOwner);
-      case 'sk':
-        return bpf_sk_storage_delete(map as SkStorageMap, owner as SockOwner);
       default:
-        return bpf_inode_storage_delete(map as InodeStorageMap, owner as InodeOwner);
+        return bpf_sk_storage_delete(map as SkStorageMap, owner as SockOwner);
     }
   }
 
@@ -419,9 +427,6 @@ export class ObjectIsolate implements ProgRunner {
           rec.sk = s === null ? null : { id: 1, family: s.family ?? 0, type: s.type ?? 0, protocol: s.protocol ?? 0 };
           break;
         }
-        case 'inode':
-          rec.inode = v === null ? null : { ino: BigInt((v as InodeOwner & { ino?: number | bigint }).ino ?? 0) };
-          break;
         case 'meta': {
           const m = v as { sessionId?: bigint; seqNum?: bigint };
           rec.meta = { session_id: BigInt(m.sessionId ?? 0n), seq_num: BigInt(m.seqNum ?? 0n) };
@@ -459,7 +464,10 @@ export class ObjectIsolate implements ProgRunner {
       return this.#fault(prog, 'EIO', `prog ${prog.name} exceeded its memory limit of ${this.#limits.memoryMiB} MiB (its object's globals start over)`);
     }
     if (run.expired || /timed out/i.test(msg)) {
-      return this.#fault(prog, 'EIO', `prog ${prog.name} exceeded its deadline of ${this.#limits.deadlineMs} ms`);
+      // The deadline is wall-clock: say how much of it was the program's own CPU time, so a run
+      // descheduled on a busy machine is told apart from a program that loops.
+      const cpuMs = this.#iso === null ? NaN : Number(this.#iso.cpuTime - run.cpu0) / 1e6;
+      return this.#fault(prog, 'EIO', `prog ${prog.name} exceeded its deadline of ${this.#limits.deadlineMs} ms (${cpuMs.toFixed(1)} ms of it on a CPU)`);
     }
     return this.#fault(prog, 'EIO', `prog ${prog.name} threw: ${msg}`);
   }
@@ -471,15 +479,14 @@ export class ObjectIsolate implements ProgRunner {
     return bpfError(code, reason);
   }
 
-  /** An error from the isolate, with its position mapped back to the object file's source. */
+  /** An error from the isolate (the prelude's one-line description), its position mapped to the source. */
   #describe(e: unknown): string {
-    const err = e as { message?: string; stack?: string };
-    const message = err?.message ?? String(e);
-    const file = this.#spec.filename;
-    const at = new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+):(\\d+)`).exec(err?.stack ?? '');
+    const message = (e as { message?: string })?.message ?? String(e);
+    const at = / @(\d+):(\d+)$/.exec(message);
     if (at === null) return message;
     // The wrapper adds no line before the module's first: generated line numbers are the module's.
     const pos = originalPosition(this.#spec.transpiled, Number(at[1]), Number(at[2]));
-    return pos === undefined ? message : `${message} (${file}:${pos.line}:${pos.column})`;
+    const text = message.slice(0, at.index);
+    return pos === undefined ? text : `${text} (${this.#spec.filename}:${pos.line}:${pos.column})`;
   }
 }

@@ -10,7 +10,7 @@
  * keys and values a program passes to map helpers.
  *
  * What programs can reach is only what this function hands out: the frozen module object, frozen
- * ctx objects, and handles (cgroups, tasks, sockets, inodes, the seq_file) branded with private fields,
+ * ctx objects, and handles (cgroups, tasks, sockets, the seq_file) branded with private fields,
  * so a program cannot forge one from a plain object and helpers tell them apart by brand, not by
  * shape. Before the program's module is evaluated the prelude freezes the intrinsics it relies on
  * (lockdown), so a program cannot replace a method the helpers call.
@@ -37,6 +37,8 @@ export interface PreludeHost {
 }
 
 export interface PreludeInit {
+  /** The object file's name, as its script is named in stacks. */
+  filename: string;
   constants: Record<string, number>;
   helpers: string[];
   maps: { name: string; type: number; key: unknown; value: unknown; keySize: number; valueSize: number }[];
@@ -48,7 +50,7 @@ export interface PreludeInit {
 /** What the prelude returns to the host. */
 export interface PreludeApi {
   /** Evaluates the object's module (its CommonJS wrapper) and binds its maps and programs. */
-  load(wrapper: (exports: object, require: (name: string) => unknown, module: object) => void): void;
+  load(wrapper: (exports: object, require: (name: string) => unknown, module: object, gc: undefined) => void): void;
   /** Runs program `prog` with a ctx built from `rec`; the program's return value. */
   run(prog: number, rec: RunRecord): unknown;
 }
@@ -58,7 +60,8 @@ export interface RunRecord {
   cgroup?: number | null;
   task?: { pid: number; tgid: number; comm: string; cgroup: number } | null;
   sk?: { id: number; family: number; type: number; protocol: number } | null;
-  inode?: { ino: bigint } | null;
+  /** cgroup/sock programs: the ctx is the socket itself (struct bpf_sock *). */
+  ctx_is_sk?: boolean;
   meta?: { session_id: bigint; seq_num: bigint };
   current_cgroup_id?: bigint;
   fields: Record<string, unknown>;
@@ -123,21 +126,10 @@ export function isolatePrelude(
       return typeof x === 'object' && x !== null && #id in x ? (x as Sock).#id : undefined;
     }
   }
-  class Inode {
-    readonly #ino: bigint;
-    constructor(readonly ino: bigint) {
-      this.#ino = ino;
-      freeze(this);
-    }
-    static inoOf(x: unknown): bigint | undefined {
-      return typeof x === 'object' && x !== null && #ino in x ? (x as Inode).#ino : undefined;
-    }
-  }
   const SEQ = freeze({});
   freeze(Cgroup.prototype);
   freeze(Task.prototype);
   freeze(Sock.prototype);
-  freeze(Inode.prototype);
 
   // --- maps ------------------------------------------------------------------------------------------
   interface MapRt {
@@ -187,10 +179,8 @@ export function isolatePrelude(
         return Cgroup.idOf(x);
       case 'task':
         return Task.pidOf(x);
-      case 'sk':
-        return Sock.idOf(x);
       default:
-        return Inode.inoOf(x);
+        return Sock.idOf(x);
     }
   };
 
@@ -239,8 +229,6 @@ export function isolatePrelude(
     bpf_task_storage_delete: (map, t) => storageDelete('task', LS.task!, map, t),
     bpf_sk_storage_get: (map, sk, value, flags) => storageGet('sk', LS.sk!, map, sk, value, flags),
     bpf_sk_storage_delete: (map, sk) => storageDelete('sk', LS.sk!, map, sk),
-    bpf_inode_storage_get: (map, ino, value, flags) => storageGet('inode', LS.inode!, map, ino, value, flags),
-    bpf_inode_storage_delete: (map, ino) => storageDelete('inode', LS.inode!, map, ino),
     bpf_map_lookup_elem(map: unknown, key: unknown) {
       const m = mapOf(map);
       if (m === undefined || m.key === undefined) return null;
@@ -311,7 +299,9 @@ export function isolatePrelude(
 
   // --- lockdown: freeze what helpers and views rely on before any program code runs -------------------
   // No program needs to compile WebAssembly (code outside the isolate's heap accounting) or to wait
-  // on shared memory: both go before the program's module is evaluated.
+  // on shared memory: both go before the program's module is evaluated. (V8 also gives isolates a
+  // non-configurable `gc` when the host runs --expose-gc, as `npm run bench` does; the module's
+  // wrapper shadows it, and at worst it collects the isolate's own heap.)
   delete (globalThis as { WebAssembly?: unknown }).WebAssembly;
   delete (globalThis as { Atomics?: unknown }).Atomics;
   const intrinsics: unknown[] = [
@@ -334,14 +324,38 @@ export function isolatePrelude(
     if (d !== undefined && d.configurable === true && 'value' in d) Object.defineProperty(globalThis, name, { writable: false, configurable: false });
   }
 
+  /**
+   * What a program threw, as one line for the host: its message and, from the isolate's own stack
+   * (the host formats stacks its own way), the first position in the object file as ` @line:col`.
+   */
+  const describe = (e: unknown): string => {
+    let msg: string;
+    let stack = '';
+    try {
+      msg = e instanceof Error ? `${e.name}: ${e.message}` : `uncaught ${typeof e} ${String(e)}`;
+      if (e instanceof Error && typeof e.stack === 'string') stack = e.stack;
+    } catch {
+      msg = 'an exception that cannot be described';
+    }
+    const at = stack.split('\n').map((l) => l.lastIndexOf(init.filename + ':')).findIndex((i) => i >= 0);
+    if (at < 0) return msg;
+    const line = stack.split('\n')[at]!;
+    const pos = /:(\d+):(\d+)\)?$/.exec(line);
+    return pos === null ? msg : `${msg} @${pos[1]}:${pos[2]}`;
+  };
+
   const api: PreludeApi = {
     load(wrapper) {
       const exports: Record<string, unknown> = {};
       const module = { exports };
-      wrapper(exports, (name: string) => {
-        if (name !== 'vbpffs/bpf') throw new TypeError(`cannot require '${name}'`);
-        return bpf;
-      }, module);
+      try {
+        wrapper(exports, (name: string) => {
+          if (name !== 'vbpffs/bpf') throw new TypeError(`cannot require '${name}'`);
+          return bpf;
+        }, module, undefined);
+      } catch (e) {
+        throw new Error(describe(e));
+      }
       const out = module.exports as Record<string, unknown>;
       init.maps.forEach((d, i) => {
         const token = out[d.name];
@@ -366,11 +380,16 @@ export function isolatePrelude(
       curTask = t === undefined || t === null ? null : new Task(t.pid, t.tgid, t.comm, t.cgroup);
       if (t !== undefined) ctx.task = curTask;
       if (rec.sk !== undefined) ctx.sk = rec.sk === null ? null : new Sock(rec.sk.id, rec.sk.family, rec.sk.type, rec.sk.protocol);
-      if (rec.inode !== undefined) ctx.inode = rec.inode === null ? null : new Inode(rec.inode.ino);
       curCgroupId = rec.current_cgroup_id ?? (curTask === null ? 0n : BigInt(Task.cgroupOf(curTask)));
       for (const k of Object.keys(rec.fields)) ctx[k] = rec.fields[k];
-      const r = p.fn(freeze(ctx));
-      curTask = null;
+      let r: unknown;
+      try {
+        r = p.fn(rec.ctx_is_sk === true && ctx.sk instanceof Sock ? ctx.sk : freeze(ctx));
+      } catch (e) {
+        throw new Error(describe(e));
+      } finally {
+        curTask = null;
+      }
       return typeof r === 'number' || typeof r === 'bigint' ? r : typeof r;
     },
   };

@@ -7,16 +7,7 @@
 import { BpfAttachType } from '../../uapi';
 import { cgroupBpfRunFilter, type BpfMap, type BpfProg, type Collection, type CgroupRunResult } from '../../progs';
 import type { KernfsNode } from '../../tags';
-import { load as loadStrict, world, type World } from './progs';
-
-/**
- * Loads an object for these tests with a generous run deadline: under the full suite's load a
- * program's first run can take longer than the runtime's default, and these tests are about what
- * runs where, not about deadlines.
- */
-export function load(kernel: World['kernel'], source: string): Collection {
-  return loadStrict(kernel, source, { limits: { deadlineMs: 2000 } });
-}
+import { load, world, type World } from './progs';
 
 export interface CounterProg {
   /** The value it adds to counter[key]. */

@@ -4,6 +4,7 @@
  */
 import { Kernel, BufferSeqSink, newCollection, parseObjectFile, verify, type Collection, type CollectionOptions } from '../../progs';
 import { CgroupHierarchy, type KernfsNode } from '../../tags';
+import './ivm-exit';
 
 export interface World {
   kernel: Kernel;
@@ -24,9 +25,15 @@ export function world(): World {
   };
 }
 
+/**
+ * Tests run under coverage on a loaded machine, where a cold run can take longer than the runtime's
+ * 50 ms default: a test that is not about the deadline gets a generous one.
+ */
+const TEST_LIMITS = { deadlineMs: 2000 };
+
 /** Verifies and loads an object file given as text. */
 export function load(kernel: Kernel, source: string, opts: CollectionOptions = {}, filename = 'obj.ts'): Collection {
-  return newCollection(kernel, verify({ source, filename }), opts);
+  return newCollection(kernel, verify({ source, filename }), { ...opts, limits: { ...TEST_LIMITS, ...opts.limits } });
 }
 
 /**
@@ -34,7 +41,7 @@ export function load(kernel: Kernel, source: string, opts: CollectionOptions = {
  * (the verifier is a linter with early errors; the isolate is the boundary).
  */
 export function loadUnverified(kernel: Kernel, source: string, opts: CollectionOptions = {}, filename = 'obj.ts'): Collection {
-  return newCollection(kernel, { spec: parseObjectFile(source, filename).spec, log: [] }, opts);
+  return newCollection(kernel, { spec: parseObjectFile(source, filename).spec, log: [] }, { ...opts, limits: { ...TEST_LIMITS, ...opts.limits } });
 }
 
 /** A cgroup_view / iter ctx printing into a fresh 32 KiB seq buffer. */
