@@ -1,6 +1,6 @@
 /**
  * progs/: the BPF object model. Objects with kernel-like ids and references (Kernel, BpfObject,
- * Handle) and the maps; programs and links join in later issues. The only file layers above import.
+ * Handle), maps, programs, links and cgroup attachment. The only file layers above import.
  */
 export { Kernel, type KernelOptions, type TaskResolver } from './kernel';
 export { BpfObject, Handle, type ObjectKind } from './object';
@@ -10,3 +10,5 @@ export * from './helpers';
 export * from './prog';
 export * from './events';
 export * from './runtime';
+export * from './link';
+export * from './cgroup';

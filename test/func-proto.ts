@@ -28,6 +28,8 @@ t.test('parseSection maps libbpf section names to the kernel prog type and expec
   t.match(parseSection('cgroup/sysctl'), { type: 'cgroup_sysctl', progType: 23, attachType: 18 });
   t.match(parseSection('cgroup/dev'), { type: 'cgroup_device', progType: 15, attachType: 6 });
   t.match(parseSection('sockops'), { type: 'sock_ops', progType: 13, attachType: 3 });
+  t.match(parseSection('cgroup/tick'), { type: 'cgroup_collector', progType: BpfProgType.VBPFFS_CGROUP_COLLECTOR, attachType: BpfAttachType.VBPFFS_CGROUP_TICK, family: 'cgroup' });
+  t.match(parseSection('cgroup/sched_sample'), { type: 'cgroup_collector', attachType: BpfAttachType.VBPFFS_CGROUP_SCHED_SAMPLE, family: 'cgroup' });
   t.match(parseSection('iter/cgroup'), { type: 'iter', progType: 26, attachType: 28, family: 'iter', iterTarget: 'cgroup', sleepable: false });
   t.match(parseSection('iter.s/cgroup'), { sleepable: true, iterTarget: 'cgroup' });
   t.match(parseSection('cgroup_view'), { type: 'cgroup_view', family: 'iter', iterTarget: 'cgroup_view' });
@@ -90,7 +92,7 @@ t.test('bpf_inode_storage_get/delete are LSM-only in the kernel, so no vbpffs ty
 });
 
 t.test('vbpffs_cgroup_read (interface files) only where reading files is reasonable', async (t) => {
-  const yes = ['cgroup_view', 'iter/cgroup', 'iter.s/cgroup', 'tp/timer/tick', 'tp/cgroup/mkdir'];
+  const yes = ['cgroup_view', 'iter/cgroup', 'iter.s/cgroup', 'tp/timer/tick', 'cgroup/tick', 'tp/cgroup/mkdir'];
   for (const s of ALL) t.equal(helperAllowed(s, 'vbpffs_cgroup_read'), yes.includes(s) || s === 'iter/cgroup_view' || s === 'tracepoint/timer/tick' || s === 'tracepoint/cgroup/mkdir', s);
 });
 
@@ -138,6 +140,7 @@ t.test('return ranges follow check_return_code', async (t) => {
     t.match(returnRange(s), { min: 1, max: 1 }, s);
   }
   for (const s of ['cgroup/sock_create', 'cgroup/sysctl', 'cgroup/setsockopt', 'cgroup/dev', 'sockops']) t.match(returnRange(s), { min: 0, max: 1 }, s);
+  for (const s of ['cgroup/tick', 'cgroup/sched_sample']) t.match(returnRange(s), { min: 0, max: 1, meaning: { 0: /EPERM/ } }, s);
   t.equal(returnRange('tp/timer/tick'), null, 'tracepoints are not checked');
 });
 

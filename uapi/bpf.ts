@@ -84,7 +84,10 @@ export enum BpfCgroupIterOrder {
   CHILDREN = 5,
 }
 
-/** enum bpf_prog_type (uapi), the values vbpffs uses. */
+/**
+ * enum bpf_prog_type (uapi), the values vbpffs uses. VBPFFS_* are vbpffs's own, numbered far past the
+ * kernel's enum so they can never be mistaken for one.
+ */
 export enum BpfProgType {
   TRACEPOINT = 5,
   CGROUP_SKB = 8,
@@ -95,6 +98,8 @@ export enum BpfProgType {
   CGROUP_SYSCTL = 23,
   CGROUP_SOCKOPT = 25,
   TRACING = 26,
+  /** Collectors attached to cgroups: the per-cgroup tick and the scheduler samples of a cgroup's tasks. */
+  VBPFFS_CGROUP_COLLECTOR = 1000,
 }
 
 /** enum bpf_attach_type (uapi), the values vbpffs uses. */
@@ -128,4 +133,119 @@ export enum BpfAttachType {
   CGROUP_UNIX_RECVMSG = 51,
   CGROUP_UNIX_GETPEERNAME = 52,
   CGROUP_UNIX_GETSOCKNAME = 53,
+  /** BPF_PERF_EVENT: how a tracepoint program is linked to its tracepoint. */
+  PERF_EVENT = 41,
+  /** vbpffs's own cgroup hooks (see BpfProgType.VBPFFS_CGROUP_COLLECTOR). */
+  VBPFFS_CGROUP_TICK = 1000,
+  VBPFFS_CGROUP_SCHED_SAMPLE = 1001,
 }
+
+/**
+ * The names a cgroup attach type goes by, so kernel scenarios replay unchanged: bpftool's short names
+ * (`bpftool cgroup attach CGROUP egress PROG`), then libbpf's (libbpf_bpf_attach_type_str). vbpffs's
+ * own hooks are `tick` and `sched_sample`.
+ */
+export const CGROUP_ATTACH_TYPE_NAMES: ReadonlyArray<readonly [BpfAttachType, string, string]> = [
+  [BpfAttachType.CGROUP_INET_INGRESS, 'ingress', 'cgroup_inet_ingress'],
+  [BpfAttachType.CGROUP_INET_EGRESS, 'egress', 'cgroup_inet_egress'],
+  [BpfAttachType.CGROUP_INET_SOCK_CREATE, 'sock_create', 'cgroup_inet_sock_create'],
+  [BpfAttachType.CGROUP_INET_SOCK_RELEASE, 'sock_release', 'cgroup_inet_sock_release'],
+  [BpfAttachType.CGROUP_SOCK_OPS, 'sock_ops', 'cgroup_sock_ops'],
+  [BpfAttachType.CGROUP_DEVICE, 'device', 'cgroup_device'],
+  [BpfAttachType.CGROUP_INET4_BIND, 'bind4', 'cgroup_inet4_bind'],
+  [BpfAttachType.CGROUP_INET6_BIND, 'bind6', 'cgroup_inet6_bind'],
+  [BpfAttachType.CGROUP_INET4_CONNECT, 'connect4', 'cgroup_inet4_connect'],
+  [BpfAttachType.CGROUP_INET6_CONNECT, 'connect6', 'cgroup_inet6_connect'],
+  [BpfAttachType.CGROUP_UNIX_CONNECT, 'connect_unix', 'cgroup_unix_connect'],
+  [BpfAttachType.CGROUP_INET4_POST_BIND, 'post_bind4', 'cgroup_inet4_post_bind'],
+  [BpfAttachType.CGROUP_INET6_POST_BIND, 'post_bind6', 'cgroup_inet6_post_bind'],
+  [BpfAttachType.CGROUP_INET4_GETPEERNAME, 'getpeername4', 'cgroup_inet4_getpeername'],
+  [BpfAttachType.CGROUP_INET6_GETPEERNAME, 'getpeername6', 'cgroup_inet6_getpeername'],
+  [BpfAttachType.CGROUP_UNIX_GETPEERNAME, 'getpeername_unix', 'cgroup_unix_getpeername'],
+  [BpfAttachType.CGROUP_INET4_GETSOCKNAME, 'getsockname4', 'cgroup_inet4_getsockname'],
+  [BpfAttachType.CGROUP_INET6_GETSOCKNAME, 'getsockname6', 'cgroup_inet6_getsockname'],
+  [BpfAttachType.CGROUP_UNIX_GETSOCKNAME, 'getsockname_unix', 'cgroup_unix_getsockname'],
+  [BpfAttachType.CGROUP_UDP4_SENDMSG, 'sendmsg4', 'cgroup_udp4_sendmsg'],
+  [BpfAttachType.CGROUP_UDP6_SENDMSG, 'sendmsg6', 'cgroup_udp6_sendmsg'],
+  [BpfAttachType.CGROUP_UNIX_SENDMSG, 'sendmsg_unix', 'cgroup_unix_sendmsg'],
+  [BpfAttachType.CGROUP_UDP4_RECVMSG, 'recvmsg4', 'cgroup_udp4_recvmsg'],
+  [BpfAttachType.CGROUP_UDP6_RECVMSG, 'recvmsg6', 'cgroup_udp6_recvmsg'],
+  [BpfAttachType.CGROUP_UNIX_RECVMSG, 'recvmsg_unix', 'cgroup_unix_recvmsg'],
+  [BpfAttachType.CGROUP_SYSCTL, 'sysctl', 'cgroup_sysctl'],
+  [BpfAttachType.CGROUP_GETSOCKOPT, 'getsockopt', 'cgroup_getsockopt'],
+  [BpfAttachType.CGROUP_SETSOCKOPT, 'setsockopt', 'cgroup_setsockopt'],
+  [BpfAttachType.VBPFFS_CGROUP_TICK, 'tick', 'vbpffs_cgroup_tick'],
+  [BpfAttachType.VBPFFS_CGROUP_SCHED_SAMPLE, 'sched_sample', 'vbpffs_cgroup_sched_sample'],
+];
+
+const ATTACH_TYPE_BY_NAME = new Map<string, BpfAttachType>(
+  CGROUP_ATTACH_TYPE_NAMES.flatMap(([t, short, long]) => [
+    [short, t],
+    [long, t],
+  ]),
+);
+
+/**
+ * A cgroup attach type from its number or either of its names; undefined for anything else (the
+ * caller's EINVAL, as an unknown attach_type is).
+ */
+export function parseCgroupAttachType(type: BpfAttachType | number | string): BpfAttachType | undefined {
+  if (typeof type === 'string') return ATTACH_TYPE_BY_NAME.get(type);
+  return CGROUP_ATTACH_TYPE_NAMES.some(([t]) => t === type) ? (type as BpfAttachType) : undefined;
+}
+
+/** bpftool's short name of a cgroup attach type, or its number for one vbpffs has no name for. */
+export function cgroupAttachTypeName(type: BpfAttachType): string {
+  return CGROUP_ATTACH_TYPE_NAMES.find(([t]) => t === type)?.[1] ?? String(type);
+}
+
+/** BPF_PROG_ATTACH attach_flags and BPF_LINK_CREATE flags for cgroups (include/uapi/linux/bpf.h). */
+export const BPF_F_ALLOW_OVERRIDE = 1 << 0;
+export const BPF_F_ALLOW_MULTI = 1 << 1;
+export const BPF_F_REPLACE = 1 << 2;
+export const BPF_F_BEFORE = 1 << 3;
+export const BPF_F_AFTER = 1 << 4;
+export const BPF_F_ID = 1 << 5;
+export const BPF_F_PREORDER = 1 << 6;
+// BPF_F_LINK (1 << 13) is above, with the map flags it shares a header block with.
+
+/** BPF_PROG_QUERY query_flags. */
+export const BPF_F_QUERY_EFFECTIVE = 1 << 0;
+
+/** enum bpf_link_type (uapi). */
+export enum BpfLinkType {
+  UNSPEC = 0,
+  RAW_TRACEPOINT = 1,
+  TRACING = 2,
+  CGROUP = 3,
+  ITER = 4,
+  NETNS = 5,
+  XDP = 6,
+  PERF_EVENT = 7,
+  KPROBE_MULTI = 8,
+  STRUCT_OPS = 9,
+  NETFILTER = 10,
+  TCX = 11,
+  UPROBE_MULTI = 12,
+  NETKIT = 13,
+  SOCKMAP = 14,
+}
+
+/** bpftool's names for the link types (`bpftool link show`, fdinfo's link_type). */
+export const LINK_TYPE_NAME: Readonly<Record<BpfLinkType, string>> = {
+  [BpfLinkType.UNSPEC]: 'unspec',
+  [BpfLinkType.RAW_TRACEPOINT]: 'raw_tracepoint',
+  [BpfLinkType.TRACING]: 'tracing',
+  [BpfLinkType.CGROUP]: 'cgroup',
+  [BpfLinkType.ITER]: 'iter',
+  [BpfLinkType.NETNS]: 'netns',
+  [BpfLinkType.XDP]: 'xdp',
+  [BpfLinkType.PERF_EVENT]: 'perf_event',
+  [BpfLinkType.KPROBE_MULTI]: 'kprobe_multi',
+  [BpfLinkType.STRUCT_OPS]: 'struct_ops',
+  [BpfLinkType.NETFILTER]: 'netfilter',
+  [BpfLinkType.TCX]: 'tcx',
+  [BpfLinkType.UPROBE_MULTI]: 'uprobe_multi',
+  [BpfLinkType.NETKIT]: 'netkit',
+  [BpfLinkType.SOCKMAP]: 'sockmap',
+};

@@ -27,8 +27,13 @@
  * vbpffs's own helpers (not kernel names; the kernel reads these facts through BTF pointers or kfuncs
  * such as bpf_cgroup_ancestor): vbpffs_cgroup_id, vbpffs_cgroup_level, vbpffs_cgroup_name,
  * vbpffs_cgroup_ancestor_id for every type, and vbpffs_cgroup_read (an interface file parsed as
- * key/value) where reading files is reasonable: cgroup_view, iter/cgroup, tp/timer/tick and
- * tp/cgroup/mkdir (not on the packet and socket paths, the scheduler sample or a removed cgroup).
+ * key/value) where reading files is reasonable: cgroup_view, iter/cgroup, tp/timer/tick,
+ * cgroup/tick and tp/cgroup/mkdir (not on the packet and socket paths, the scheduler sample or a
+ * removed cgroup).
+ *
+ * vbpffs's own program type, cgroup_collector (cgroup/tick, cgroup/sched_sample): the tick and
+ * scheduler-sample hooks attached to a cgroup instead of globally. Same helpers as their tp/ twins;
+ * returns 0..1, combined as every cgroup hook's are.
  */
 import { BpfAttachType, BpfProgType, bpfError } from '../../uapi';
 
@@ -49,7 +54,8 @@ export type ProgTypeName =
   | 'cgroup_sysctl'
   | 'cgroup_device'
   | 'sock_ops'
-  | 'tracepoint';
+  | 'tracepoint'
+  | 'cgroup_collector';
 
 /** What a section name (libbpf's SEC()) means. */
 export interface SectionInfo {
@@ -110,6 +116,15 @@ const CGROUP_SECTIONS: readonly SectionInfo[] = [
   cgroupSection('cgroup/sysctl', 'cgroup_sysctl', BpfProgType.CGROUP_SYSCTL, BpfAttachType.CGROUP_SYSCTL),
   cgroupSection('cgroup/dev', 'cgroup_device', BpfProgType.CGROUP_DEVICE, BpfAttachType.CGROUP_DEVICE),
   cgroupSection('sockops', 'sock_ops', BpfProgType.SOCK_OPS, BpfAttachType.CGROUP_SOCK_OPS),
+  // vbpffs's own cgroup hooks: collectors attached to a cgroup run for the events of its subtree,
+  // through its effective array, with the attach modes of any cgroup hook.
+  cgroupSection('cgroup/tick', 'cgroup_collector', BpfProgType.VBPFFS_CGROUP_COLLECTOR, BpfAttachType.VBPFFS_CGROUP_TICK),
+  cgroupSection(
+    'cgroup/sched_sample',
+    'cgroup_collector',
+    BpfProgType.VBPFFS_CGROUP_COLLECTOR,
+    BpfAttachType.VBPFFS_CGROUP_SCHED_SAMPLE,
+  ),
 ];
 
 /** The iterator targets vbpffs registers. */
@@ -258,6 +273,8 @@ function extraHelpers(info: SectionInfo): readonly string[] {
       return ['bpf_sk_storage_get'];
     case 'tracepoint': // tp_prog_func_proto -> bpf_tracing_func_proto -> base
       return info.section === 'tp/timer/tick' || info.section === 'tp/cgroup/mkdir' ? [READ] : [];
+    case 'cgroup_collector': // as their tracepoint twins: the tick may read files, a sample may not
+      return info.section === 'cgroup/tick' ? [READ] : [];
     default: // cgroup_sysctl (sysctl_func_proto), cgroup_device (cgroup_dev_func_proto)
       return [];
   }
@@ -366,6 +383,8 @@ export function returnRange(prog: SectionInfo | string): ReturnRange | null {
     case 'cgroup_sysctl':
     case 'cgroup_sockopt':
       return range(0, 1, ALLOW_DENY);
+    case 'cgroup_collector':
+      return range(0, 1, { 0: 'deny: the fire reports EPERM (the event itself goes on)', 1: 'ok' });
     default: // tracepoint
       return null;
   }

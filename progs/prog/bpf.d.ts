@@ -282,6 +282,9 @@ declare module 'vbpffs/bpf' {
     'cgroup/sysctl': SysctlCtx;
     'cgroup/getsockopt': SockoptCtx;
     'cgroup/setsockopt': SockoptCtx;
+    /** vbpffs's collectors: the tick and sched sample hooks, attached to a cgroup's subtree. */
+    'cgroup/tick': TickCtx;
+    'cgroup/sched_sample': SchedSampleCtx;
   }
 
   /** A declared program. */
