@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import { BpfCgroupIterOrder } from '../uapi';
 import { type BpfProg, type Collection } from '../progs';
-import type { KernfsNode } from '../tags';
+import type { KernfsNode, SimCgroupSource } from '../tags';
 import { bpfIterLinkCreate, type IterSession } from '../iter';
 import { load } from './harness/progs';
 import { cgroupSkipReason } from './harness/cgroup-tree';
@@ -367,3 +367,81 @@ export const dump = SEC('iter/cgroup', (ctx) => {
   for (let i = 0; i < 4095; i++) bpf_seq_write(ctx.meta.seq, eight);
   return 0;
 });`;
+
+const FILES = `import { SEC, bpf_seq_printf, vbpffs_cgroup_name, vbpffs_cgroup_read } from 'vbpffs/bpf';
+export const procs = SEC('iter/cgroup', (ctx) => {
+  if (ctx.cgroup === null) return 0;
+  const p = vbpffs_cgroup_read(ctx.cgroup, 'cgroup.procs');
+  bpf_seq_printf(ctx.meta.seq, "%s %s\\n", vbpffs_cgroup_name(ctx.cgroup), p === null ? '-' : String(p.lines));
+  return 0;
+});`;
+
+t.test('each cgroup\'s interface files are read before its run, from the session\'s source; without one a program reads none', async (t) => {
+  const env = await simEnv();
+  const coll = load(env.kernel, FILES);
+  t.teardown(() => coll.close());
+  const a = await env.mkdir('a');
+  const b = await env.mkdir('b');
+  const wl = (env.source as SimCgroupSource).workload;
+  wl.spawn({ cgroup: a });
+  wl.spawn({ cgroup: a });
+  wl.spawn({ cgroup: b });
+  const link = bpfIterLinkCreate(env.kernel, coll.program('procs'), { cgroup: { order: CHILDREN, cgroup: env.base } });
+  t.teardown(() => link.close());
+  t.equal(await readAll(link.object.open({ source: env.source }), 4096), 'a 2\nb 1\n');
+  t.equal(await readAll(link.object.open(), 4096), 'a -\nb -\n', 'no source: the files read as absent');
+});
+
+const BIG = `import { SEC, bpf_seq_write, vbpffs_cgroup_name } from 'vbpffs/bpf';
+export const big = SEC('iter/cgroup', (ctx) => {
+  const line = new Uint8Array(1024);
+  if (ctx.cgroup === null) return 0;
+  const n = vbpffs_cgroup_name(ctx.cgroup) === 'big' ? 33 : 1;
+  for (let i = 0; i < n; i++) bpf_seq_write(ctx.meta.seq, line);
+  return 0;
+});
+export const faulty = SEC('iter/cgroup', (ctx) => {
+  if (ctx.cgroup === null) return 0;
+  if (vbpffs_cgroup_name(ctx.cgroup) === 'bad') throw new Error('bad cgroup');
+  bpf_seq_write(ctx.meta.seq, vbpffs_cgroup_name(ctx.cgroup) + '\\n');
+  return 0;
+});`;
+
+t.test('a cgroup whose output overflows the buffer: E2BIG when it is the read\'s first, else the read ends before it', async (t) => {
+  const env = await simEnv();
+  const coll = load(env.kernel, BIG);
+  t.teardown(() => coll.close());
+  const big = await env.mkdir('big');
+  const link = bpfIterLinkCreate(env.kernel, coll.program('big'), { cgroup: { order: SELF_ONLY, cgroup: big } });
+  t.teardown(() => link.close());
+  const s = link.object.open();
+  await t.rejects(s.read(1 << 20), { code: 'E2BIG' });
+  await t.rejects(s.read(1 << 20), { code: 'E2BIG' }, 'and again: the cgroup is tried again');
+  s.close();
+  const pre = bpfIterLinkCreate(env.kernel, coll.program('big'), { cgroup: { order: DESCENDANTS_PRE, cgroup: env.base } });
+  t.teardown(() => pre.close());
+  const s2 = pre.object.open();
+  t.equal((await s2.read(1 << 20)).length, 1024, 'the work dir\'s kilobyte');
+  await t.rejects(s2.read(1 << 20), { code: 'E2BIG' }, 'then big, first of its read');
+  s2.close();
+});
+
+t.test('a faulting program fails the read with EIO, after the output of the cgroups before it', async (t) => {
+  const env = await simEnv();
+  const coll = load(env.kernel, BIG);
+  t.teardown(() => coll.close());
+  await env.mkdir('ok');
+  const bad = await env.mkdir('bad');
+  const link = bpfIterLinkCreate(env.kernel, coll.program('faulty'), { cgroup: { order: CHILDREN, cgroup: env.base } });
+  t.teardown(() => link.close());
+  const s = link.object.open();
+  t.equal(text(await s.read(4096)), 'ok\n');
+  await t.rejects(s.read(4096), { code: 'EIO', message: /bad cgroup/ });
+  await t.rejects(s.read(4096), { code: 'EIO' }, 'the faulting cgroup is tried again on the next read');
+  s.close();
+  const self = bpfIterLinkCreate(env.kernel, coll.program('faulty'), { cgroup: { order: SELF_ONLY, cgroup: bad } });
+  t.teardown(() => self.close());
+  const s2 = self.object.open();
+  await t.rejects(s2.read(4096), { code: 'EIO' }, 'first in its read: EIO at once');
+  s2.close();
+});
