@@ -81,10 +81,12 @@ function attachTarget(kernel: Kernel, params: unknown): CgroupIterAux {
   if (p.cgroup !== undefined) {
     if (!(p.cgroup instanceof KernfsNode)) throw bpfError('EBADF', 'the start cgroup is not a cgroup');
     start = cgroupGetFromFd(kernel, p.cgroup);
-  } else if (p.path !== undefined || hasId) {
-    const target = p.path ?? p.id;
-    if (typeof target !== 'string' && typeof target !== 'number') throw bpfError('EINVAL', 'a path is a string and an id a number');
-    start = cgroupGetFromFd(kernel, target);
+  } else if (p.path !== undefined) {
+    if (typeof p.path !== 'string') throw bpfError('EINVAL', 'the start cgroup\'s path is not a string');
+    start = cgroupGetFromFd(kernel, p.path);
+  } else if (hasId) {
+    if (typeof p.id !== 'number') throw bpfError('EINVAL', 'the start cgroup\'s id is not a number');
+    start = cgroupGetFromFd(kernel, p.id);
   } else {
     // "walk the entire hierarchy by default": cgroup_get_from_path("/")
     const root = kernel.cgroups?.cgroupByPath('/');
