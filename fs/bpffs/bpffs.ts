@@ -26,8 +26,9 @@ import {
   S_ISVTX,
   S_IXGRP,
   bpfError,
+  isBpfError,
 } from '../../uapi';
-import type { BpfObject, Handle, Kernel } from '../../progs';
+import type { BpfMap, BpfObject, Handle, Kernel, MapPins } from '../../progs';
 import type { CgroupSource } from '../../tags';
 import { bpffsOpen, type OpenFile } from './file';
 import { DirInode, ObjInode, SuperBlock, SymlinkInode, type BpfInode, type Cred } from './inode';
@@ -245,6 +246,31 @@ export class Bpffs {
   /** BPF_OBJ_GET: a new handle on the object pinned at path, symlinks followed. */
   get(path: string): Handle<BpfObject> {
     return bpfObjGet(this.#live, path);
+  }
+
+  /**
+   * libbpf's pin_root_path for maps declared `pinning: 'by_name'` (loadCollection's MapPins): a map
+   * pinned as `dir/NAME` is reused, a new one pinned there. A pin of something else under the name
+   * is EINVAL, as libbpf refuses to reuse it.
+   */
+  mapPins(dir = '/'): MapPins {
+    const at = (name: string): string => `${dir.replace(/\/+$/, '')}/${name}`;
+    return {
+      get: (name) => {
+        let h: Handle<BpfObject>;
+        try {
+          h = this.get(at(name));
+        } catch (e) {
+          if (isBpfError(e, 'ENOENT')) return undefined;
+          throw e;
+        }
+        const kind = h.object.kind;
+        if (kind === 'map') return h as Handle<BpfMap>;
+        h.close();
+        throw bpfError('EINVAL', `${at(name)}: a pinned ${kind}, not a map`);
+      },
+      pin: (name, map) => this.pin(at(name), map),
+    };
   }
 
   /**
