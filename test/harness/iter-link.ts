@@ -6,7 +6,7 @@
 import { BpfAttachType, BpfLinkType } from '../../uapi';
 import { BpfLink, type BpfProg, type Collection, type Kernel } from '../../progs';
 import type { IterLinkLike, IterOpenOptions, IterSession } from '../../fs/bpffs';
-import { load } from './progs';
+import { iterCtx, load } from './progs';
 
 export interface FakeSession {
   readonly opts: IterOpenOptions;
@@ -15,6 +15,18 @@ export interface FakeSession {
 
 /** What a session prints by default: the cgroup it was given, or that it was given none. */
 export const renderCgroup = (o: IterOpenOptions): string => (o.cgroup === undefined ? 'no cgroup\n' : `cgroup_id: ${o.cgroup.id} path: ${o.cgroup.path}\n`);
+
+/**
+ * A render that runs the link's cgroup_view program once for the session's cgroup, as the RFC's
+ * cgroup_view_seq_show does, and prints what it wrote to its seq_file.
+ */
+export const runView =
+  (prog: BpfProg) =>
+  (o: IterOpenOptions): string => {
+    const { ctx, sink } = iterCtx(o.cgroup ?? null);
+    prog.run(ctx);
+    return sink.text();
+  };
 
 export class FakeIterLink extends BpfLink implements IterLinkLike {
   readonly type = BpfLinkType.ITER;
