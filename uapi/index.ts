@@ -4,3 +4,4 @@
  */
 export * from './errno';
 export * from './bpf';
+export * from './fs';

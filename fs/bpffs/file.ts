@@ -1,0 +1,112 @@
+/**
+ * Open files of pins: the i_fop bpffs gives each kind of object (bpf_mkprog, bpf_mkmap, bpf_mklink).
+ *
+ * - a program, a map whose type cannot show its elements, a link that is not an iterator:
+ *   bpffs_obj_fops, whose open is EIO;
+ * - a map that can (bpf_map_support_seq_show): bpffs_map_fops, the WARNING header then one line
+ *   per element, made at the first read as seq_read starts the walk there;
+ * - an iterator link: bpf_iter_fops, one new session per open. A cgroup_view session is given the
+ *   cgroup of the directory the file was opened in (its tag); with no tag, or a tag whose cgroup is
+ *   removed, the file reads as empty and the program does not run.
+ *
+ * Every readable pin reports size 0, so every one is direct I/O: a page-cached read would stop at
+ * that size. An open file holds its inode, so a pin unlinked while open keeps its object until
+ * release. Reads are taken in turn (seq_file's mutex).
+ */
+import { bpfError } from '../../uapi';
+import { bpffsMapShow, mapSupportsSeqShow, type BpfMap } from '../../progs';
+import type { DirInode, ObjInode, SuperBlock } from './inode';
+import { isIterLink, type IterSession } from './iter-link';
+
+export interface OpenFile {
+  /** Up to `size` bytes from where the last read ended; an empty array is the end. */
+  read(size: number): Promise<Uint8Array>;
+  release(): void;
+  /** True: the size of what a read gives is not known before it is read. */
+  readonly directIo: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+abstract class PinFile implements OpenFile {
+  readonly directIo = true;
+  readonly #inode: ObjInode;
+  #released = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(inode: ObjInode) {
+    this.#inode = inode;
+    inode.hold();
+  }
+
+  read(size: number): Promise<Uint8Array> {
+    if (this.#released) return Promise.reject(bpfError('EBADF', 'file is released'));
+    const next = this.#queue.then(() => this.readNext(size));
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  release(): void {
+    if (this.#released) throw bpfError('EBADF', 'file is already released');
+    this.#released = true;
+    try {
+      this.close();
+    } finally {
+      this.#inode.release();
+    }
+  }
+
+  protected abstract readNext(size: number): Promise<Uint8Array>;
+  protected close(): void {}
+}
+
+/** A buffer served in order: the map dump, or nothing. */
+class TextFile extends PinFile {
+  readonly #make: () => Uint8Array;
+  #text: Uint8Array | null = null;
+  #pos = 0;
+
+  constructor(inode: ObjInode, make: () => Uint8Array) {
+    super(inode);
+    this.#make = make;
+  }
+
+  protected override async readNext(size: number): Promise<Uint8Array> {
+    this.#text ??= this.#make();
+    const out = this.#text.subarray(this.#pos, this.#pos + size);
+    this.#pos += out.length;
+    return out;
+  }
+}
+
+/** bpf_iter_fops: the session's reads; its close at release. */
+class IterFile extends PinFile {
+  readonly #session: IterSession;
+
+  constructor(inode: ObjInode, session: IterSession) {
+    super(inode);
+    this.#session = session;
+  }
+
+  protected override readNext(size: number): Promise<Uint8Array> {
+    return this.#session.read(size);
+  }
+
+  protected override close(): void {
+    this.#session.close();
+  }
+}
+
+/** The i_fop of a pin, opened through `dir` (the directory its name was found in). */
+export function bpffsOpen(sb: SuperBlock, dir: DirInode, inode: ObjInode): OpenFile {
+  const obj = inode.obj;
+  if (obj.kind === 'map' && mapSupportsSeqShow(obj as BpfMap)) {
+    return new TextFile(inode, () => new TextEncoder().encode(bpffsMapShow(obj as BpfMap)));
+  }
+  if (!isIterLink(obj)) throw bpfError('EIO', `a pinned ${obj.kind} cannot be read`);
+  if (obj.target !== 'cgroup_view') return new IterFile(inode, obj.open({ source: sb.source }));
+  // cgroup_view_seq_start: no tag, or a cgroup that cannot be held, reads as empty.
+  const cgroup = dir.tag?.node;
+  if (cgroup === undefined || cgroup.dying) return new TextFile(inode, () => EMPTY);
+  return new IterFile(inode, obj.open({ cgroup, source: sb.source }));
+}
