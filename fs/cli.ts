@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 /**
  * The vbpffs command line, in bpftool's grammar: `vbpffs [-j|-p] OBJECT COMMAND ARGS`, keywords may be
- * abbreviated, errors go to stderr as `Error: ...` (or `{"error": ...}` with -j). Today it reads the
- * host's cgroup tree; the mount, the daemon and the object commands arrive with issue 7.
+ * abbreviated, errors go to stderr as `Error: ...` (or `{"error": ...}` with -j). `mount` starts a
+ * daemon; the object commands (prog, map, link, iter) talk to the daemon of the mount their path is
+ * in, over its control socket.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { BpfError, fromSystemError } from '../uapi';
 import { HostCgroupSource, type KernfsNode } from '../tags';
+import { mountBackground, mountForeground, parseMountArgs, status, umount } from './cli-daemon';
+import { objectCommand, printStatus } from './cli-objects';
 
-interface Opts {
+export interface Opts {
   json: boolean;
   pretty: boolean;
   out: (line: string) => void;
@@ -22,14 +25,25 @@ export interface CliIo {
 }
 
 const USAGE = `Usage: vbpffs [-j|-p] OBJECT COMMAND
-       OBJECT := { cgroup | version | help }
+       OBJECT := { mount | umount | status | prog | map | link | iter | cgroup | version | help }
+       vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim demo] [--mirror auto|manual] [--state DIR]
+                    [--foreground] [--allow-other]
+       vbpffs umount MOUNTPOINT
+       vbpffs status
+       vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]
+                    ORDER := { descendants_pre | descendants_post | ancestors_up | self_only | children }
+       vbpffs prog loadall OBJ DIR
+       vbpffs prog show [mount MOUNTPOINT]
+       vbpffs map show [mount MOUNTPOINT]
+       vbpffs map dump id ID [mount MOUNTPOINT]
+       vbpffs link show [mount MOUNTPOINT]
        vbpffs cgroup tree [PATH]   the host's cgroup2 hierarchy (ids are inode numbers)
        vbpffs version
 Options: -j, --json   JSON output; -p, --pretty   pretty JSON
 `;
 
 /** bpftool's keyword matching: any unambiguous prefix. */
-function keyword(word: string | undefined, choices: string[]): string {
+export function keyword(word: string | undefined, choices: string[]): string {
   if (word === undefined) throw new BpfError('EINVAL', `expected one of: ${choices.join(', ')}`);
   const hits = choices.filter((c) => c.startsWith(word));
   if (hits.length === 1) return hits[0]!;
@@ -67,16 +81,36 @@ async function dispatch(argv: string[], o: Opts): Promise<void> {
     if (a === '-p' || a === '--pretty') return !(o.json = o.pretty = true);
     return true;
   });
-  const bad = args.find((a) => a.startsWith('-') && a !== '-');
-  if (bad !== undefined) throw new BpfError('EINVAL', `unknown option '${bad}'`);
-  const object = keyword(args[0] ?? 'help', ['cgroup', 'version', 'help']);
-  if (object === 'help') return void o.out(USAGE.trimEnd());
-  if (object === 'version') {
-    const { version } = require(packageJson()) as { version: string };
-    return void o.out(o.json ? JSON.stringify({ version }) : `vbpffs v${version}`);
+  if (args[0]?.startsWith('-') === true) throw new BpfError('EINVAL', `unknown option '${args[0]}'`);
+  const object = keyword(args[0] ?? 'help', ['mount', 'umount', 'status', 'prog', 'map', 'link', 'iter', 'cgroup', 'version', 'help']);
+  if (object !== 'mount') {
+    const bad = args.find((a) => a.startsWith('-') && a !== '-');
+    if (bad !== undefined) throw new BpfError('EINVAL', `unknown option '${bad}'`);
   }
-  const command = keyword(args[1] ?? 'tree', ['tree']);
-  if (command === 'tree') await cgroupTree(args.slice(2), o);
+  switch (object) {
+    case 'help':
+      return void o.out(USAGE.trimEnd());
+    case 'version': {
+      const { version } = require(packageJson()) as { version: string };
+      return void o.out(o.json ? JSON.stringify({ version }) : `vbpffs v${version}`);
+    }
+    case 'mount': {
+      const m = parseMountArgs(args.slice(1));
+      return m.foreground ? mountForeground(m, o.out) : mountBackground(m, args, o.out);
+    }
+    case 'umount':
+      if (args[1] === undefined) throw new BpfError('EINVAL', 'usage: vbpffs umount MOUNTPOINT');
+      return umount(args[1], o.out);
+    case 'status':
+      return printStatus(await status(), o);
+    case 'cgroup': {
+      const command = keyword(args[1] ?? 'tree', ['tree']);
+      if (command === 'tree') await cgroupTree(args.slice(2), o);
+      return;
+    }
+    default:
+      return objectCommand(object, args.slice(1), o);
+  }
 }
 
 /** Runs one command line; resolves with the exit status. Errors never escape: they are printed. */

@@ -53,7 +53,8 @@ t.test('bad input is an `Error:` line on stderr with the errno name and exit sta
 t.test('keywords may be abbreviated, as in bpftool, but not ambiguously', async (t) => {
   t.equal((await vbpffs('vers')).code, 0);
   const amb = await vbpffs('');
-  t.equal(amb.stderr, "Error: EINVAL: ambiguous keyword '': cgroup, version, help\n");
+  t.equal(amb.stderr, "Error: EINVAL: ambiguous keyword '': mount, umount, status, prog, map, link, iter, cgroup, version, help\n");
+  t.equal((await vbpffs('m')).stderr, "Error: EINVAL: ambiguous keyword 'm': mount, map\n");
 });
 
 t.test('cgroup tree on the host', async (t) => {

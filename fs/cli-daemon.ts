@@ -1,0 +1,150 @@
+/**
+ * The CLI commands that start, stop and find daemons: `vbpffs mount`, `vbpffs umount`, `vbpffs
+ * status`, and how object commands find the daemon of a path (the mount it is under).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BpfError, ERRNO, bpfError, type ErrnoName } from '../uapi';
+import { controlCall } from './control/client';
+import { DEFAULT_STATE_ROOT, listMounts, stateDirFor, type MountInfo } from './control/registry';
+import { startDaemon } from './daemon';
+
+export interface MountArgs {
+  mountPoint: string;
+  cgroupRoot?: string;
+  sim?: string;
+  mirror?: 'auto' | 'manual';
+  state?: string;
+  foreground: boolean;
+  allowOther: boolean;
+}
+
+const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state']);
+const MOUNT_SWITCHES = new Set(['--foreground', '--allow-other']);
+
+export function parseMountArgs(args: string[]): MountArgs {
+  const out: Partial<MountArgs> & { foreground: boolean; allowOther: boolean } = { foreground: false, allowOther: false };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (MOUNT_SWITCHES.has(a)) {
+      if (a === '--foreground') out.foreground = true;
+      else out.allowOther = true;
+    } else if (MOUNT_FLAGS.has(a)) {
+      const v = args[++i];
+      if (v === undefined) throw bpfError('EINVAL', `${a} needs a value`);
+      if (a === '--cgroup-root') out.cgroupRoot = path.resolve(v);
+      else if (a === '--sim') out.sim = v;
+      else if (a === '--state') out.state = path.resolve(v);
+      else if (v === 'auto' || v === 'manual') out.mirror = v;
+      else throw bpfError('EINVAL', `--mirror is auto or manual, not '${v}'`);
+    } else if (a.startsWith('-')) {
+      throw bpfError('EINVAL', `unknown option '${a}' for mount (${[...MOUNT_FLAGS, ...MOUNT_SWITCHES].join(', ')})`);
+    } else if (out.mountPoint === undefined) {
+      out.mountPoint = path.resolve(a);
+    } else {
+      throw bpfError('EINVAL', `unexpected argument '${a}'`);
+    }
+  }
+  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--foreground]');
+  if (out.cgroupRoot !== undefined && out.sim !== undefined) throw bpfError('EINVAL', '--cgroup-root and --sim exclude each other');
+  return out as MountArgs;
+}
+
+/** Runs the daemon in this process until it stops (a signal, or `vbpffs umount`). */
+export async function mountForeground(a: MountArgs, say: (line: string) => void): Promise<void> {
+  const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, state: a.state, allowOther: a.allowOther });
+  say(`vbpffs mounted at ${d.mountPoint} (pid ${process.pid}, control ${d.socket})`);
+  await d.stopped;
+}
+
+/**
+ * Starts the daemon in the background (the same command with --foreground, detached, its output in
+ * the state directory's daemon.log) and returns once it answers on its control socket.
+ */
+export async function mountBackground(a: MountArgs, argv: string[], say: (line: string) => void): Promise<void> {
+  const stateDir = a.state ?? stateDirFor(a.mountPoint);
+  // Refused here, before a child is started: the live daemon would answer on the same socket.
+  const holder = (await listMounts(path.dirname(stateDir))).find((m) => m.stateDir === stateDir && m.alive);
+  if (holder !== undefined) throw bpfError('EBUSY', `${a.mountPoint} is already mounted by vbpffs (pid ${holder.pid}); vbpffs umount ${a.mountPoint} first`);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const log = await open(path.join(stateDir, 'daemon.log'), 'a', 0o600);
+  const script = process.argv[1]!;
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv, '--foreground'], {
+    detached: true,
+    stdio: ['ignore', log.fd, log.fd],
+  });
+  child.unref();
+  await log.close();
+  const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+  const socket = path.join(stateDir, 'control.sock');
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    const done = await Promise.race([exited, sleep(100).then(() => undefined)]);
+    if (done !== undefined) throw await daemonFailure(path.join(stateDir, 'daemon.log'), done);
+    try {
+      const st = await controlCall<{ pid: number }>(socket, 'status', [], 2000);
+      if (st.pid !== child.pid) continue; // not ours (yet): a daemon that was just stopping
+      say(`vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`);
+      return;
+    } catch (e) {
+      if (!(e instanceof BpfError) || e.code !== 'ENOENT') throw e;
+    }
+  }
+  throw bpfError('ETIMEDOUT', `the daemon did not come up in 30 s; see ${path.join(stateDir, 'daemon.log')}`);
+}
+
+/** Why a background daemon exited: the `Error: CODE: ...` line it printed last, as its BpfError. */
+async function daemonFailure(log: string, status: number): Promise<BpfError> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  const last = text.split('\n').reverse().find((l) => l.startsWith('Error: '));
+  const m = last === undefined ? null : /^Error: ([A-Z0-9]+): (.*)$/.exec(last);
+  if (m !== null && m[1]! in ERRNO) return new BpfError(m[1] as ErrnoName, m[2]!);
+  return bpfError('EIO', `the daemon exited (${status}); see ${log}`);
+}
+
+/** `vbpffs umount MOUNTPOINT`: asks the daemon to unmount and stop, and waits until it has. */
+export async function umount(mountPoint: string, say: (line: string) => void): Promise<void> {
+  const info = await mountOf(path.resolve(mountPoint), true);
+  await controlCall(info.socket, 'shutdown');
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(50)) {
+    if (!(await listMounts(path.dirname(info.stateDir))).some((m) => m.mountPoint === info.mountPoint)) {
+      say(`vbpffs unmounted ${info.mountPoint}`);
+      return;
+    }
+  }
+  throw bpfError('ETIMEDOUT', `${info.mountPoint}: the daemon did not stop in 10 s`);
+}
+
+/** The live mount a path is in (the longest mount point that is a prefix of it). */
+export async function mountOf(p: string, exact = false): Promise<MountInfo> {
+  const mounts = (await listMounts(DEFAULT_STATE_ROOT)).filter((m) => m.alive);
+  const hit = mounts
+    .filter((m) => (exact ? p === m.mountPoint : p === m.mountPoint || p.startsWith(`${m.mountPoint}/`)))
+    .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+  if (hit === undefined) throw bpfError('ENOENT', `${p} is not ${exact ? 'a vbpffs mount point' : 'in a vbpffs mount'} (vbpffs status lists them)`);
+  return hit;
+}
+
+/** A path inside a mount, as the daemon names it ('/' is the mount's root). */
+export function insideMount(info: MountInfo, p: string): string {
+  const rel = path.relative(info.mountPoint, p);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw bpfError('EINVAL', `${p} is outside ${info.mountPoint}`);
+  return `/${rel}`.replace(/\/$/, '') || '/';
+}
+
+export async function status(): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const m of await listMounts(DEFAULT_STATE_ROOT)) {
+    if (!m.alive) {
+      out.push({ mountPoint: m.mountPoint, pid: m.pid, state: 'dead (its next mount recovers it)' });
+      continue;
+    }
+    try {
+      out.push({ state: 'running', ...(await controlCall<object>(m.socket, 'status', [], 5000)) });
+    } catch (e) {
+      out.push({ mountPoint: m.mountPoint, pid: m.pid, state: `not answering: ${(e as Error).message}` });
+    }
+  }
+  return out;
+}

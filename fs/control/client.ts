@@ -1,0 +1,32 @@
+/** The CLI's side of the control socket: one request, one reply. */
+import net from 'node:net';
+import { bpfError, BpfError, type ErrnoName } from '../../uapi';
+import type { ControlReply } from './protocol';
+
+export async function controlCall<T = unknown>(socketPath: string, method: string, args: unknown[] = [], timeoutMs = 30_000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const conn = net.connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      conn.destroy();
+      reject(bpfError('ETIMEDOUT', `the daemon at ${socketPath} did not answer ${method} in ${timeoutMs} ms`));
+    }, timeoutMs);
+    conn.setEncoding('utf8');
+    conn.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const code = e.code === 'EACCES' ? 'EACCES' : e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'ENOENT' : 'EIO';
+      reject(bpfError(code, code === 'EACCES' ? `${socketPath}: only the daemon's owner may control it` : `no daemon answers at ${socketPath} (${e.code})`));
+    });
+    conn.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      conn.end();
+      const reply = JSON.parse(buf.slice(0, nl)) as ControlReply;
+      if ('error' in reply) reject(new BpfError(reply.error.code as ErrnoName, reply.error.message.replace(/^[A-Z0-9]+: /, '')));
+      else resolve(reply.value as T);
+    });
+    conn.write(JSON.stringify({ method, args }) + '\n');
+  });
+}

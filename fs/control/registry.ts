@@ -1,0 +1,69 @@
+/**
+ * Where running daemons are found: one directory per mount under the state root (/run/vbpffs by
+ * default, so it lasts until reboot like the kernel's pins), holding the control socket and an
+ * info file. The directory name is the mount point with '/' as '%2F', so it is unique and readable.
+ */
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+export const DEFAULT_STATE_ROOT = process.env.VBPFFS_STATE_ROOT ?? '/run/vbpffs';
+
+export interface MountInfo {
+  mountPoint: string;
+  pid: number;
+  startedAt: string;
+  socket: string;
+  stateDir: string;
+}
+
+export function stateDirFor(mountPoint: string, root = DEFAULT_STATE_ROOT): string {
+  return path.join(root, mountPoint.replaceAll('%', '%25').replaceAll('/', '%2F'));
+}
+
+export async function writeInfo(info: MountInfo): Promise<void> {
+  await mkdir(info.stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(path.join(info.stateDir, 'info.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
+}
+
+export async function readInfo(stateDir: string): Promise<MountInfo | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(stateDir, 'info.json'), 'utf8')) as MountInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function removeInfo(stateDir: string): Promise<void> {
+  await rm(path.join(stateDir, 'info.json'), { force: true });
+  await rm(path.join(stateDir, 'control.sock'), { force: true });
+}
+
+/** Every mount with an info file, live or not (a killed daemon leaves one; `alive` says which). */
+export async function listMounts(root = DEFAULT_STATE_ROOT): Promise<(MountInfo & { alive: boolean })[]> {
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch {
+    return [];
+  }
+  const out: (MountInfo & { alive: boolean })[] = [];
+  for (const n of names) {
+    const info = await readInfo(path.join(root, n));
+    if (info !== undefined) out.push({ ...info, alive: await isAlive(info.pid) });
+  }
+  return out.sort((a, b) => a.mountPoint.localeCompare(b.mountPoint));
+}
+
+/**
+ * Whether the daemon's process still runs. A killed daemon whose parent is gone may stay a zombie
+ * until init reaps it (some containers' init never does): a zombie is dead.
+ */
+export async function isAlive(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // pid (comm) state ...: comm may hold spaces and parentheses, so read after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The daemon: one per mount. Its main thread answers FUSE and the control socket and only forwards;
+ * the engine (cgroup source, Kernel, programs, the bpffs tree) runs on a worker thread. It unmounts
+ * cleanly on SIGINT and SIGTERM, and a daemon killed outright leaves no dead mount (auto_unmount)
+ * and a stale info file the next mount recovers from.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import createDebug from 'debug';
+import { bpfError } from '../uapi';
+import { EngineClient } from './engine/client';
+import type { EngineOptions } from './engine/engine';
+import { mountFuse, type FuseMount } from './fuse/host';
+import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, stateDirFor, writeInfo } from './control/registry';
+import { startControlServer } from './control/server';
+
+const debug = createDebug('vbpffs:fs');
+
+export interface DaemonOptions extends EngineOptions {
+  mountPoint: string;
+  /** The directory for the control socket and the info file; default /run/vbpffs/<mount point>. */
+  state?: string;
+  allowOther?: boolean;
+}
+
+export interface Daemon {
+  readonly mountPoint: string;
+  readonly socket: string;
+  readonly engine: EngineClient;
+  /** Unmounts, stops the engine, removes the socket; resolves when all is down. */
+  stop(): Promise<void>;
+  /** Resolves when the daemon has stopped (by stop(), a signal or `vbpffs umount`). */
+  readonly stopped: Promise<void>;
+}
+
+/** Whether `dir` is a mount point now (its line in /proc/self/mountinfo). */
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return info.split('\n').some((l) => unescape(l.split(' ')[4] ?? '') === dir);
+}
+
+/**
+ * Refuses a mount point in use (by a live vbpffs, or anything else), and clears a stale vbpffs mount
+ * whose daemon is gone (fusermount -uz), as a restart after kill -9 needs.
+ */
+async function claimMountPoint(mountPoint: string, stateDir: string): Promise<void> {
+  const info = await readInfo(stateDir);
+  const alive = info !== undefined && info.pid !== process.pid && (await isAlive(info.pid));
+  if (info !== undefined && alive) throw bpfError('EBUSY', `${mountPoint} is already mounted by vbpffs (pid ${info.pid}); vbpffs umount ${mountPoint} first`);
+  if (await isMountPoint(mountPoint)) {
+    let stale = false;
+    try {
+      await stat(mountPoint);
+    } catch (e) {
+      stale = (e as NodeJS.ErrnoException).code === 'ENOTCONN';
+    }
+    if (!stale && info === undefined) throw bpfError('EBUSY', `${mountPoint} is a mount point in use (not a vbpffs one): choose another directory`);
+    debug('clearing the stale mount at %s', mountPoint);
+    await promisify(execFile)('fusermount', ['-uz', mountPoint]).catch(() => undefined);
+  }
+  if (info !== undefined) await removeInfo(stateDir);
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const mountPoint = path.resolve(opts.mountPoint);
+  const stateDir = opts.state ?? stateDirFor(mountPoint, DEFAULT_STATE_ROOT);
+  await claimMountPoint(mountPoint, stateDir);
+  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, stateDir });
+  let fuse: FuseMount;
+  try {
+    fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther });
+  } catch (e) {
+    await engine.stop();
+    throw e;
+  }
+  const socket = path.join(stateDir, 'control.sock');
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      server.close();
+      await fuse.unmount().catch((e: unknown) => debug('unmount: %O', e));
+      await engine.stop();
+      await removeInfo(stateDir);
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      resolveStopped();
+    })());
+  const onSignal = (): void => void stop();
+  await writeInfo({ mountPoint, pid: process.pid, startedAt: new Date().toISOString(), socket, stateDir });
+  const server = await startControlServer(socket, async (method, args) => {
+    if (method === 'shutdown') {
+      setImmediate(onSignal);
+      return { mountPoint };
+    }
+    if (method === 'status') return { mountPoint, pid: process.pid, ...(await engine.status()), slowCalls: engine.slowCalls };
+    return engine.call(method as never, ...args);
+  });
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  debug('mounted %s (state %s)', mountPoint, stateDir);
+  return { mountPoint, socket, engine, stop, stopped };
+}

@@ -1,0 +1,33 @@
+/**
+ * The messages between the serving thread and the engine's thread: a call names an engine method
+ * from a fixed list and carries structured-clonable arguments; a reply carries the value or the
+ * error as its errno name and message, rebuilt as a BpfError on the other side.
+ */
+import { BpfError, isBpfError, type ErrnoName } from '../../uapi';
+
+/** The engine methods the serving thread may call. */
+export const ENGINE_METHODS = [
+  'getattr', 'readdir', 'readlink', 'mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'create', 'mknod',
+  'chmod', 'chown', 'utimens', 'open', 'read', 'release', 'statfs',
+  'progLoadAll', 'iterPin', 'progShow', 'mapShow', 'linkShow', 'mapDump', 'status',
+] as const;
+export type EngineMethod = (typeof ENGINE_METHODS)[number];
+
+export interface CallMessage {
+  id: number;
+  method: EngineMethod;
+  args: unknown[];
+}
+
+export type ReplyMessage = { id: number; value: unknown } | { id: number; error: { code: string; message: string } };
+
+export function errorReply(id: number, e: unknown): ReplyMessage {
+  if (isBpfError(e)) return { id, error: { code: e.code, message: e.message } };
+  return { id, error: { code: 'EIO', message: `EIO: ${(e as Error)?.message ?? String(e)}` } };
+}
+
+export function replyError(error: { code: string; message: string }): BpfError {
+  // The message already starts with the errno name (BpfError's format): keep it as it was.
+  const e = new BpfError(error.code as ErrnoName, error.message.replace(/^[A-Z0-9]+: /, ''));
+  return e;
+}

@@ -1,0 +1,75 @@
+/**
+ * The daemon as users run it: `vbpffs mount` in the background, `vbpffs umount`, a busy mount point,
+ * a daemon killed with SIGKILL (no dead mount left; the next mount on the same state directory
+ * restores every pin from the journal).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { examplePath } from '../progs/examples';
+import { isMountPoint } from '../fs/daemon';
+import { fuseSkipReason } from './harness/mount';
+
+const run = promisify(execFile);
+const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
+
+t.test('vbpffs mount / umount as processes', async (t) => {
+  const skip = await fuseSkipReason();
+  t.test('(mounted)', { skip }, async (t) => {
+    const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-d-'));
+    const mnt = path.join(base, 'mnt');
+    const env = { ...process.env, VBPFFS_STATE_ROOT: path.join(base, 'state') };
+    const execArgv = process.execArgv.filter((a) => !a.includes('processinfo'));
+    const cli = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+      try {
+        const r = await run(process.execPath, [...execArgv, CLI, ...args], { env, encoding: 'utf8' });
+        return { code: 0, ...r };
+      } catch (e) {
+        const x = e as { code: number; stdout: string; stderr: string };
+        return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+      }
+    };
+    t.teardown(async () => {
+      await cli('umount', mnt);
+      if (await isMountPoint(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => undefined);
+    });
+    const daemonPid = async (): Promise<number> => {
+      const [s] = JSON.parse((await cli('-j', 'status')).stdout) as { pid: number }[];
+      return s!.pid;
+    };
+
+    const up = await cli('mount', mnt, '--sim', 'demo');
+    t.equal(up.code, 0, up.stderr);
+    t.match(up.stdout, new RegExp(`^vbpffs mounted at ${mnt} \\(pid \\d+, log `));
+    t.ok(await isMountPoint(mnt), 'the mount is there when mount returns');
+    t.equal((await cli('iter', 'pin', examplePath('procs'), path.join(mnt, 'procs'))).code, 0);
+    t.equal((await run('cat', [path.join(mnt, 'system.slice', 'postgres.service', 'procs')])).stdout, 'procs     2\nthreads   2\n');
+
+    const again = await cli('mount', mnt, '--sim', 'demo');
+    t.equal(again.code, 1, 'a mount point in use is refused');
+    t.match(again.stderr, /^Error: EBUSY: .* is already mounted by vbpffs \(pid \d+\)/);
+
+    // SIGKILL: no clean-up runs. auto_unmount takes the mount away; the info file stays behind.
+    process.kill(await daemonPid(), 'SIGKILL');
+    for (let i = 0; i < 100 && (await isMountPoint(mnt)); i++) await sleep(50);
+    t.notOk(await isMountPoint(mnt), 'a killed daemon leaves no mount (auto_unmount)');
+    t.match((await cli('status')).stdout, /pid \d+  dead/, 'status says the daemon is gone');
+
+    const back = await cli('mount', mnt, '--sim', 'demo');
+    t.equal(back.code, 0, `the next mount recovers: ${back.stderr}`);
+    t.equal((await run('cat', [path.join(mnt, 'system.slice', 'postgres.service', 'procs')])).stdout, 'procs     2\nthreads   2\n', 'the journal restored the pin');
+    const status = JSON.parse((await cli('-j', 'status')).stdout) as { journal: { records: number; failed: string[] } }[];
+    t.match(status[0]!.journal, { records: 1, failed: [] });
+
+    const down = await cli('umount', mnt);
+    t.equal(down.code, 0, down.stderr);
+    t.equal(down.stdout, `vbpffs unmounted ${mnt}\n`);
+    t.notOk(await isMountPoint(mnt));
+    t.equal((await cli('umount', mnt)).stderr, `Error: ENOENT: ${mnt} is not a vbpffs mount point (vbpffs status lists them)\n`);
+    t.ok(existsSync(path.join(base, 'state')), 'the state directory stays for the next mount');
+  });
+});
