@@ -20,8 +20,7 @@
  */
 import createDebug from 'debug';
 import { BpfError, ERRNO, bpfError, errnoName, fromSystemError } from '../uapi';
-import type { BpfObject, BpfProg, Kernel } from '../progs';
-import { readCgroupFiles, type CgroupFiles } from '../progs';
+import { readCgroupFiles, type BpfObject, type BpfProg, type CgroupFiles, type Kernel } from '../progs';
 import type { CgroupSource, KernfsNode } from '../tags';
 import { SeqFile, checkReadSize } from './seq-file';
 
@@ -126,8 +125,8 @@ export class IterSession<P = unknown> {
   #reading = 0;
 
   /**
-   * prepare_seq_file: takes a reference on prog (and on holder, the link, when given), then makes
-   * the target's private state; if that fails, nothing is held.
+   * prepare_seq_file: makes the target's private state (init_seq_private), then takes a reference
+   * on prog and on holder (the link, when given). If the state cannot be made, nothing is held.
    */
   constructor(
     kernel: Kernel,
