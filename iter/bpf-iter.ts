@@ -19,9 +19,8 @@
  * next read, whose error is then EIO.
  */
 import createDebug from 'debug';
-import { BpfError, ERRNO, bpfError, errnoName } from '../uapi';
-import type { BpfObject, BpfProg, Kernel } from '../progs';
-import { readCgroupFiles, type CgroupFiles } from '../progs';
+import { BpfError, ERRNO, bpfError, errnoName, fromSystemError } from '../uapi';
+import { readCgroupFiles, type BpfObject, type BpfProg, type CgroupFiles, type Kernel } from '../progs';
 import type { CgroupSource, KernfsNode } from '../tags';
 import { SeqFile, checkReadSize } from './seq-file';
 
@@ -124,11 +123,10 @@ export class IterSession<P = unknown> {
   #files: { cgroup: KernfsNode; files: CgroupFiles } | null = null;
   #closed = false;
   #reading = 0;
-  #released = false;
 
   /**
-   * prepare_seq_file: takes a reference on prog (and on holder, the link, when given), then makes
-   * the target's private state; if that fails, nothing is held.
+   * prepare_seq_file: makes the target's private state (init_seq_private), then takes a reference
+   * on prog and on holder (the link, when given). If the state cannot be made, nothing is held.
    */
   constructor(
     kernel: Kernel,
@@ -193,8 +191,6 @@ export class IterSession<P = unknown> {
 
   /** iter_release: fini_seq_private, then the program and the link. */
   #release(): void {
-    if (this.#released) return;
-    this.#released = true;
     try {
       this.#info.finiSeqPrivate?.(this.priv);
     } finally {
@@ -257,8 +253,7 @@ async function show<P>(it: IterSession<P>, v: unknown): Promise<number | BpfErro
     const r = it.ops.show(it, v);
     return r < 0 ? errnoError(r, `iterator session ${it.sessionId}: show failed`) : r;
   } catch (e) {
-    if (e instanceof BpfError) return e;
-    throw e;
+    return fromSystemError(e, `iterator session ${it.sessionId}: show`);
   }
 }
 
@@ -345,8 +340,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
   try {
     ops.stop(it, p);
   } catch (e) {
-    if (!(e instanceof BpfError)) throw e;
-    fault = e;
+    fault = fromSystemError(e, `iterator session ${it.sessionId}: stop`);
   }
   if (p === null) {
     if (!seq.overflowed && fault === null) {

@@ -58,12 +58,12 @@ export class BpfIterLink extends BpfLink {
 
   /** The target's parameters: the cgroup iterator's order and start cgroup (referenced by the link). */
   get params(): BpfIterLinkParams {
-    return this.target === 'cgroup' && this.#attached ? { cgroup: this.#aux as CgroupIterAux } : {};
+    return this.target === 'cgroup' ? { cgroup: this.#aux as CgroupIterAux } : {};
   }
 
   /** An iterator link is attached from creation until its release: it has no detach. */
   get attached(): boolean {
-    return this.#attached && !this.released;
+    return !this.released;
   }
 
   /**
@@ -90,7 +90,7 @@ export class BpfIterLink extends BpfLink {
     this.swapProg(newProg);
   }
 
-  /** bpf_iter_link_release: the target's detach_target (the cgroup iterator drops its cgroup). */
+  /** bpf_iter_link_release: the target's detach_target (the cgroup iterator drops its cgroup); nothing for a refused link. */
   protected linkRelease(): void {
     if (!this.#attached) return;
     this.#attached = false;
@@ -99,12 +99,12 @@ export class BpfIterLink extends BpfLink {
 
   /** bpf_iter_link_fill_link_info: the target's name, then its own fields. */
   protected override fillLinkInfo(): Record<string, unknown> {
-    return { iter: { targetName: this.target, ...(this.#attached ? this.#reg.fillLinkInfo?.(this.#aux) : undefined) } };
+    return { iter: { targetName: this.target, ...this.#reg.fillLinkInfo?.(this.#aux) } };
   }
 
   /** bpf_iter_link_show_fdinfo: "target_name:\t<target>", then the target's lines. */
   override fdinfo(): string {
-    return `target_name:\t${this.target}\n${this.#attached ? (this.#reg.showFdinfo?.(this.#aux) ?? '') : ''}`;
+    return `target_name:\t${this.target}\n${this.#reg.showFdinfo?.(this.#aux) ?? ''}`;
   }
 }
 
@@ -124,6 +124,7 @@ export function bpfIterLinkCreate(kernel: Kernel, progRef: ProgRef, opts: IterLi
   if (prog.sec.family !== 'iter' || prog.expectedAttachType !== BpfAttachType.TRACE_ITER) {
     throw bpfError('EINVAL', `prog ${prog.id} (${prog.section}) is not an iterator program`);
   }
+  /* c8 ignore next 2 -- every iterator section names a registered target; ENOENT as the kernel would say */
   const reg = TARGETS.get(prog.sec.iterTarget ?? '');
   if (reg === undefined) throw bpfError('ENOENT', `no iterator target '${prog.sec.iterTarget}'`);
   const link = new BpfIterLink(kernel, prog, reg);

@@ -3,15 +3,17 @@
  * "Bundled programs" section quotes (test/examples.ts checks that it does). Every figure comes from
  * the workload simulator's clock, so the output is the same on every run and every host.
  *
- * Until iter/ lands, this script plays the reader: for a cgroup_view it reads the files the program
- * names and runs it once for the cgroup, passing the simulator's clock as now_ns (cpu.ts says why);
- * for iter/cgroup it walks the tree in pre-order and makes the final NULL call itself; and it feeds
- * the scheduler sampler's batches to the tp/sched/sample program.
+ * It reads the programs as the filesystem will: a cgroup_view read is a session of the program's
+ * cgroup_view link opened for the cgroup (the simulator's clock given as now_ns, cpu.ts says why),
+ * and tree_summary is a session of an iter/cgroup link walking from the root in pre-order. It
+ * feeds the scheduler sampler's batches to the tp/sched/sample program itself.
  */
 import path from 'node:path';
-import { BufferSeqSink, Kernel, SchedSampler, loadCollection, readCgroupFiles, type BpfProg, type Collection } from '../progs';
+import { BpfCgroupIterOrder } from '../uapi';
+import { Kernel, SchedSampler, loadCollection, type BpfProg, type Collection } from '../progs';
 import { EXAMPLES, examplePath } from '../progs/examples';
 import { SimCgroupSource, type KernfsNode, type SpawnOptions } from '../tags';
+import { bpfIterLinkCreate, type IterLinkOpts, type IterOpenOpts } from '../iter';
 
 const SEC = 1_000_000_000;
 
@@ -24,27 +26,26 @@ const TASKS: [string, string, Omit<SpawnOptions, 'cgroup' | 'comm'>][] = [
   ['/user.slice/session-1.scope', 'make', { run: 0.8, wait: 0.1, system: 0.1 }],
 ];
 
-const text = (seq: BufferSeqSink): string => Buffer.from(seq.contents()).toString('utf8');
+/** Makes a link of prog, opens a session of it, reads it to EOF and closes both. */
+async function readLink(kernel: Kernel, prog: BpfProg, link: IterLinkOpts, open: IterOpenOpts): Promise<string> {
+  const h = bpfIterLinkCreate(kernel, prog, link);
+  const s = h.object.open(open);
+  try {
+    return Buffer.from(await s.readAll()).toString('utf8');
+  } finally {
+    s.close();
+    h.close();
+  }
+}
 
-/** A read of a cgroup_view file: the files its program names, then one run for the cgroup. */
-async function view(source: SimCgroupSource, prog: BpfProg, cgroup: KernfsNode): Promise<string> {
-  const seq = new BufferSeqSink();
-  const files = await readCgroupFiles(source, cgroup, prog.cgroupFiles);
-  prog.run({ meta: { seq, sessionId: 1n, seqNum: 0n }, cgroup, files, now_ns: BigInt(source.workload.now) });
-  return text(seq);
+/** A read of a cgroup_view file in cgroup's directory. */
+function view(kernel: Kernel, source: SimCgroupSource, prog: BpfProg, cgroup: KernfsNode): Promise<string> {
+  return readLink(kernel, prog, {}, { cgroup, source, ctx: { now_ns: BigInt(source.workload.now) } });
 }
 
 /** A read of an iter/cgroup link in BPF_CGROUP_ITER_DESCENDANTS_PRE order from the root. */
-async function walk(source: SimCgroupSource, prog: BpfProg): Promise<string> {
-  const seq = new BufferSeqSink();
-  let seqNum = 0n;
-  for (const cgroup of source.hierarchy.walk()) {
-    if (cgroup.dying) continue;
-    const files = await readCgroupFiles(source, cgroup, prog.cgroupFiles);
-    prog.run({ meta: { seq, sessionId: 1n, seqNum: seqNum++ }, cgroup, files });
-  }
-  prog.run({ meta: { seq, sessionId: 1n, seqNum }, cgroup: null });
-  return text(seq);
+function walk(kernel: Kernel, source: SimCgroupSource, prog: BpfProg): Promise<string> {
+  return readLink(kernel, prog, { cgroup: { order: BpfCgroupIterOrder.DESCENDANTS_PRE } }, { source });
 }
 
 const at = (source: SimCgroupSource): string => `${source.workload.now / SEC} s`;
@@ -83,24 +84,24 @@ async function main(): Promise<void> {
     for (const x of (await sampler.sampleOnce()).samples) {
       sample.run({ task: source.taskByPid(x.pid), cgroup: x.cgroup, run_ns: BigInt(x.runNs), wait_ns: BigInt(x.waitNs), slices: BigInt(x.slices) });
     }
-    if (s === 10) first = `-- at ${at(source)}\n${await view(source, prog('cpu', 'cpu'), postgres)}`;
+    if (s === 10) first = `-- at ${at(source)}\n${await view(kernel, source, prog('cpu', 'cpu'), postgres)}`;
   }
 
   section('cpu.ts', `cgroup_view read for ${postgres.path} at 10 s, then at 11 s`);
-  process.stdout.write(`${first}-- at ${at(source)}\n${await view(source, prog('cpu', 'cpu'), postgres)}`);
+  process.stdout.write(`${first}-- at ${at(source)}\n${await view(kernel, source, prog('cpu', 'cpu'), postgres)}`);
   section('pressure.ts', `cgroup_view read for ${postgres.path} at ${at(source)}`);
-  process.stdout.write(await view(source, prog('pressure', 'pressure'), postgres));
+  process.stdout.write(await view(kernel, source, prog('pressure', 'pressure'), postgres));
   section('procs.ts', `cgroup_view read for ${postgres.path}`);
-  process.stdout.write(await view(source, prog('procs', 'procs'), postgres));
+  process.stdout.write(await view(kernel, source, prog('procs', 'procs'), postgres));
   section('memory.ts', `cgroup_view read for ${postgres.path} (the simulator has no memory controller files)`);
-  process.stdout.write(await view(source, prog('memory', 'memory'), postgres));
+  process.stdout.write(await view(kernel, source, prog('memory', 'memory'), postgres));
   section('sched_latency.ts', `tp/sched/sample for every task each second; the cgroup_view read at ${at(source)} for`);
   for (const p of ['/system.slice/postgres.service', '/system.slice/cron.service', '/user.slice/session-1.scope']) {
     console.log(`-- ${p}`);
-    process.stdout.write(await view(source, prog('sched_latency', 'dump_cgroup_lat'), source.hierarchy.cgroupByPath(p)!));
+    process.stdout.write(await view(kernel, source, prog('sched_latency', 'dump_cgroup_lat'), source.hierarchy.cgroupByPath(p)!));
   }
   section('tree_summary.ts', `iter/cgroup walking the tree from the root in pre-order at ${at(source)}`);
-  process.stdout.write(await walk(source, prog('tree_summary', 'tree_summary')));
+  process.stdout.write(await walk(kernel, source, prog('tree_summary', 'tree_summary')));
 
   for (const c of progs.values()) c.close();
   await source.stop();

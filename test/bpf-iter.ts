@@ -31,6 +31,7 @@ interface ListPriv {
   i: number;
   /** Objects show() skips (returns 1 for, as a seq_file show may). */
   readonly skip: ReadonlySet<KernfsNode>;
+  readonly fail: ReadonlyMap<KernfsNode, number>;
   readonly startErr: BpfError | undefined;
   /** What stop() was given, in order. */
   readonly stops: (string | null | SeqErrPtr)[];
@@ -39,6 +40,8 @@ interface ListPriv {
 interface ListAux {
   list: readonly KernfsNode[];
   skip?: ReadonlySet<KernfsNode>;
+  /** Objects show() fails with this -errno for, without running the program. */
+  fail?: ReadonlyMap<KernfsNode, number>;
   startErr?: BpfError;
 }
 
@@ -59,13 +62,13 @@ const listInfo: BpfIterSeqInfo<ListAux, ListPriv, KernfsNode> = {
       if (v === null) it.runProg({ cgroup: null }, true);
     },
     show(it, v) {
-      return it.priv.skip.has(v) ? 1 : it.showRetry({ cgroup: v });
+      return it.priv.fail.get(v) ?? (it.priv.skip.has(v) ? 1 : it.showRetry({ cgroup: v }));
     },
     prepare(it, v) {
       return it.prepareCgroupFiles(v);
     },
   },
-  initSeqPrivate: (aux) => ({ list: aux.list, i: 0, skip: aux.skip ?? new Set(), startErr: aux.startErr, stops: [] }),
+  initSeqPrivate: (aux) => ({ list: aux.list, i: 0, skip: aux.skip ?? new Set(), fail: aux.fail ?? new Map(), startErr: aux.startErr, stops: [] }),
 };
 
 function openList(env: IterEnv, prog: BpfProg, aux: ListAux, opts: IterOpenOpts = {}, maxObjects?: number, holder: BpfObject | null = null): IterSession<ListPriv> {
@@ -350,6 +353,18 @@ t.test('objects of one read are capped at MAX_ITER_OBJECTS: EAGAIN with nothing 
   await t.rejects(s.read(4096), { code: 'EAGAIN' }, 'three quiet objects: EAGAIN');
   t.equal(text(await s.read(4096)), '4:a\n5:b\n', 'the next read goes on: quiet4, a, b and stops at c');
   t.equal(text(await s.read(4096)), '6:c\n7:d\nend 7\n');
+});
+
+t.test('show() failing with a -errno fails the read with it (an errno vbpffs does not name is EIO); after other output, the read ends before it', async (t) => {
+  const r = await rig(t, ['a', 'b', 'quiet']);
+  const [a, b, quiet] = r.list as [KernfsNode, KernfsNode, KernfsNode];
+  const s = openList(r.env, r.prog('printer'), { list: [a, b], fail: new Map([[b, -12]]) });
+  t.teardown(() => s.close());
+  t.equal(text(await s.read(4096)), '0:a\n');
+  await t.rejects(s.read(4096), { code: 'ENOMEM' }, 'b, first of its read');
+  const s2 = openList(r.env, r.prog('printer'), { list: [quiet, b], fail: new Map([[b, -9999]]) });
+  t.teardown(() => s2.close());
+  await t.rejects(s2.read(4096), { code: 'EIO' }, 'after an object that printed nothing, as if first');
 });
 
 t.test('start() failing fails the read with its error, and stop() is told of the error', async (t) => {

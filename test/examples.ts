@@ -1,16 +1,18 @@
 /**
  * The bundled programs (progs/examples): each loads from its source, verifies, and prints exactly
- * what its figures say on a simulated source driven by the workload clock; they typecheck against
- * bpf.d.ts alone; and the README quotes scripts/examples.ts's output verbatim.
+ * what its figures say on a simulated source driven by the workload clock, read as the filesystem
+ * reads them (sessions of cgroup_view and iter/cgroup links); they typecheck against bpf.d.ts alone;
+ * and the README quotes scripts/examples.ts's output verbatim.
  */
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import ts from 'typescript';
-import { BufferSeqSink, Kernel, SchedSampler, loadCollection, readCgroupFiles, type BpfProg, type Collection, type CgrpStorageMap, type HashMap } from '../progs';
+import { BpfCgroupIterOrder, bpfError } from '../uapi';
+import { Kernel, SchedSampler, loadCollection, type BpfProg, type Collection, type CgrpStorageMap, type HashMap } from '../progs';
 import { EXAMPLES, examplePath } from '../progs/examples';
-import { SimCgroupSource, type KernfsNode } from '../tags';
-import { walkCgroups } from './harness/cgroup-walk';
+import { SimCgroupSource, type CgroupSource, type KernfsNode } from '../tags';
+import { bpfIterLinkCreate, type IterOpenOpts } from '../iter';
 import { runTs } from './harness/run-ts';
 import './harness/ivm-exit';
 
@@ -34,18 +36,34 @@ async function load(t: Test, w: World, name: string): Promise<Collection> {
   return c;
 }
 
-/** One read of a cgroup_view file: its files read first, then one run, as iter/ will do. */
-async function read(prog: BpfProg, w: World, cgroup: KernfsNode, extra: Record<string, unknown> = {}): Promise<string> {
-  const files = await readCgroupFiles(w.src, cgroup, prog.cgroupFiles);
-  return run(prog, cgroup, files, extra);
+/** Opens a session of a new link of prog (made with opts), reads it to EOF and closes both. */
+async function readIter(w: World, prog: BpfProg, open: IterOpenOpts, cgroup?: { order: BpfCgroupIterOrder; cgroup: KernfsNode }): Promise<string> {
+  const link = bpfIterLinkCreate(w.kernel, prog, cgroup === undefined ? {} : { cgroup });
+  const s = link.object.open(open);
+  try {
+    return Buffer.from(await s.readAll()).toString('utf8');
+  } finally {
+    s.close();
+    link.close();
+  }
 }
 
-/** One run on a given snapshot of interface files (what a host with other files would read). */
-function run(prog: BpfProg, cgroup: KernfsNode, files: ReadonlyMap<string, string | null>, extra: Record<string, unknown> = {}): string {
-  const seq = new BufferSeqSink();
-  const r = prog.run({ meta: { seq, sessionId: 1n, seqNum: 0n }, cgroup, files, ...extra });
-  if (r !== 0) throw new Error(`${prog.name} returned ${r}`);
-  return Buffer.from(seq.contents()).toString('utf8');
+/** One read of a cgroup_view file for cgroup: a session of a cgroup_view link, its interface files read from the simulator. */
+function read(prog: BpfProg, w: World, cgroup: KernfsNode, ctx: Record<string, bigint | number> = {}): Promise<string> {
+  return readIter(w, prog, { cgroup, source: w.src, ctx });
+}
+
+/** One read on a given snapshot of interface files (what a host with other files would give; null: absent). */
+function run(prog: BpfProg, w: World, cgroup: KernfsNode, files: ReadonlyMap<string, string | null>): Promise<string> {
+  const source = {
+    readFile: async (_cg: KernfsNode, file: string): Promise<string> => files.get(file) ?? Promise.reject(bpfError('ENOENT', file)),
+  } as unknown as CgroupSource;
+  return readIter(w, prog, { cgroup, source });
+}
+
+/** A read of an iter/cgroup link walking from start in pre-order (BPF_CGROUP_ITER_DESCENDANTS_PRE). */
+function walk(prog: BpfProg, w: World, start: KernfsNode): Promise<string> {
+  return readIter(w, prog, { source: w.src }, { order: BpfCgroupIterOrder.DESCENDANTS_PRE, cgroup: start });
 }
 
 /** The simulator's clock, as the ctx's now_ns. */
@@ -154,7 +172,7 @@ t.test('pressure.ts: the some and full lines of cpu, io and memory.pressure, eve
   }
   t.match(await read(pressure, w, w.src.hierarchy.root), /\ncpu      full    0\.00   0\.00   0\.00            0\n/, 'the root\'s cpu full line is zeros');
   t.equal(
-    run(pressure, web, new Map([['cpu.pressure', null], ['io.pressure', null], ['memory.pressure', null]])),
+    await run(pressure, w, web, new Map([['cpu.pressure', null], ['io.pressure', null], ['memory.pressure', null]])),
     'resource state  avg10  avg60 avg300   total_usec\n' +
       'cpu      no cpu.pressure file (PSI disabled?)\n' +
       'io       no io.pressure file (PSI disabled?)\n' +
@@ -175,7 +193,7 @@ t.test('procs.ts: the lines of cgroup.procs and cgroup.threads, the cgroup\'s ow
   t.equal(await read(procs, w, w.src.hierarchy.root), 'procs     0\nthreads   0\n', 'descendants are not counted');
   wl.migrate(a!.pid, cache);
   t.equal(await read(procs, w, cache), 'procs     2\nthreads   2\n', 'after a migration');
-  t.equal(run(procs, web, new Map([['cgroup.procs', null], ['cgroup.threads', '7\n8\n9\n']])), 'procs     -\nthreads   3\n', 'a file that could not be read');
+  t.equal(await run(procs, w, web, new Map([['cgroup.procs', null], ['cgroup.threads', '7\n8\n9\n']])), 'procs     -\nthreads   3\n', 'a file that could not be read');
 });
 
 t.test('memory.ts: memory.current, memory.max and memory.stat on cgroup2; one line where the controller is not there', async (t) => {
@@ -189,7 +207,7 @@ t.test('memory.ts: memory.current, memory.max and memory.stat on cgroup2; one li
   // What a cgroup2 host with the memory controller gives (a v6.x memory.stat, cut short).
   const stat = 'anon 73400320\nfile 25165824\nkernel 4194304\nkernel_stack 327680\npagetables 1048576\nsock 0\nshmem 2097152\nslab 2621440\npgfault 123456\n';
   t.equal(
-    run(memory, web, new Map([['memory.current', '104857600\n'], ['memory.max', 'max\n'], ['memory.stat', stat]])),
+    await run(memory, w, web, new Map([['memory.current', '104857600\n'], ['memory.max', 'max\n'], ['memory.stat', stat]])),
     'memory.current    104857600\n' +
       'memory.max     max\n' +
       'anon               73400320\n' +
@@ -200,7 +218,7 @@ t.test('memory.ts: memory.current, memory.max and memory.stat on cgroup2; one li
       'slab                2621440\n',
   );
   t.equal(
-    run(memory, web, new Map([['memory.current', '1048576\n'], ['memory.max', '536870912\n'], ['memory.stat', stat.replace('kernel 4194304\n', '')]])),
+    await run(memory, w, web, new Map([['memory.current', '1048576\n'], ['memory.max', '536870912\n'], ['memory.stat', stat.replace('kernel 4194304\n', '')]])),
     'memory.current      1048576\n' +
       'memory.max        536870912\n' +
       'anon               73400320\n' +
@@ -210,7 +228,7 @@ t.test('memory.ts: memory.current, memory.max and memory.stat on cgroup2; one li
       'slab                2621440\n',
     'a limit in bytes; a kernel before v5.18 has no `kernel` line',
   );
-  t.equal(run(memory, w.src.hierarchy.root, new Map([['memory.current', null], ['memory.max', null], ['memory.stat', 'anon 4096\n']])), 'anon                   4096\n', 'the root: memory.stat only');
+  t.equal(await run(memory, w, w.src.hierarchy.root, new Map([['memory.current', null], ['memory.max', null], ['memory.stat', 'anon 4096\n']])), 'anon                   4096\n', 'the root: memory.stat only');
 });
 
 t.test('sched_latency.ts: the RFC selftest\'s three lines, the mean wait split by the cgroups\' CPU shares', async (t) => {
@@ -265,7 +283,7 @@ t.test('tree_summary.ts: a header on seq_num 0, a line per cgroup in pre-order, 
   t.equal(gone.state, 'dying');
   const id = (n: KernfsNode): string => String(n.id).padStart(8);
   t.equal(
-    await walkCgroups(c.program('tree_summary'), w.src),
+    await walk(c.program('tree_summary'), w, w.src.hierarchy.root),
     '      id level   procs   usage_usec  cgroup\n' +
       `${id(w.src.hierarchy.root)}     0       0      3900000  /\n` +
       `${id(web)}     1       2      1900000    web\n` +
@@ -274,7 +292,7 @@ t.test('tree_summary.ts: a header on seq_num 0, a line per cgroup in pre-order, 
       '4 cgroups, 4 processes\n',
   );
   t.equal(
-    await walkCgroups(c.program('tree_summary'), w.src, web, 2n),
+    await walk(c.program('tree_summary'), w, web),
     '      id level   procs   usage_usec  cgroup\n' + `${id(web)}     1       2      1900000    web\n` + `${id(cache)}     2       1       400000      cache\n` + '2 cgroups, 3 processes\n',
     'a walk from /web',
   );
