@@ -162,8 +162,8 @@ t.test('RENAME_EXCHANGE swaps two names, a directory and a pin across directorie
   t.equal(w.fs.getattr('/a').nlink, 2, 'the directory left a');
   t.equal(w.fs.getattr('/b').nlink, 3, 'and is counted in b');
   t.equal(w.fs.getattr('/b/m/..').ino, w.fs.getattr('/b').ino);
-  w.fs.rename('/b/m', '/a/d', RENAME_EXCHANGE);
-  t.equal(w.fs.getattr('/a/d').ino, d, 'and back');
+  w.fs.rename('/a/d', '/b/m', RENAME_EXCHANGE);
+  t.equal(w.fs.getattr('/a/d').ino, d, 'and back, the pin now the source');
   t.equal(w.fs.getattr('/a').nlink, 3);
   t.equal(w.fs.getattr('/b').nlink, 2);
 });

@@ -18,8 +18,9 @@ import * as events from '../progs/events';
 import * as link from '../progs/link';
 import * as cgroup from '../progs/cgroup';
 import * as iter from '../iter';
+import * as bpffs from '../fs/bpffs';
 
-const faces = { uapi, tags, 'tags/host': host, progs, 'progs/maps': maps, 'progs/maps/local-storage': localStorage, 'progs/helpers': helpers, 'progs/prog': prog, 'progs/runtime': runtime, 'progs/events': events, 'progs/link': link, 'progs/cgroup': cgroup, iter };
+const faces = { uapi, tags, 'tags/host': host, progs, 'progs/maps': maps, 'progs/maps/local-storage': localStorage, 'progs/helpers': helpers, 'progs/prog': prog, 'progs/runtime': runtime, 'progs/events': events, 'progs/link': link, 'progs/cgroup': cgroup, iter, 'fs/bpffs': bpffs };
 
 t.test('every export of every public face is defined (no re-export of a name that is gone)', async (t) => {
   for (const [name, mod] of Object.entries(faces)) {
@@ -45,4 +46,6 @@ t.test('the faces promise what the README and the docs use', async (t) => {
   }
   t.ok('BpfError' in uapi && 'ERRNO' in uapi);
   for (const name of ['bpfIterLinkCreate', 'BpfIterLink', 'IterSession'] as const) t.ok(name in iter, `iter exports ${name}`);
+  for (const name of ['Bpffs', 'isIterLink', 'bpfLinkSupportInherit'] as const) t.ok(name in bpffs, `fs/bpffs exports ${name}`);
+  for (const name of ['BPF_FS_MAGIC', 'RENAME_EXCHANGE', 'S_IFREG', 'O_NOFOLLOW'] as const) t.ok(name in uapi, `uapi exports ${name}`);
 });

@@ -98,8 +98,8 @@ export class Bpffs {
       kernel: opts.kernel,
       source: opts.source,
       umask: opts.umask ?? 0o022,
-      uid: opts.uid ?? process.getuid?.() ?? 0,
-      gid: opts.gid ?? process.getgid?.() ?? 0,
+      uid: opts.uid ?? process.getuid!(),
+      gid: opts.gid ?? process.getgid!(),
       rootMode: opts.rootMode ?? (S_ISVTX | 0o777),
       mountPoint: opts.mountPoint,
     });

@@ -47,10 +47,6 @@ export abstract class BpfInode {
     this.ctime = now;
   }
 
-  get evicted(): boolean {
-    return this.#evicted;
-  }
-
   /** Size as stat reports it: 0, but a symlink's target length. */
   get size(): number {
     return 0;

@@ -1,0 +1,202 @@
+/**
+ * Opening pins (fs/bpffs file.ts): programs and other links are EIO; a map that can show its elements
+ * dumps as bpffs_map_fops does; an iterator link runs one session per open; the open flags' errnos;
+ * what an open file holds and how its reads go.
+ */
+import t, { type Test } from 'tap';
+import { BpfMapType, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDONLY } from '../uapi';
+import { BPFFS_MAP_HEADER, createMap } from '../progs';
+import type { IterOpenOptions, IterSession } from '../fs/bpffs';
+import { bpffsWorld, type BpffsWorld } from './harness/bpffs';
+import { FakeIterLink } from './harness/iter-link';
+
+async function mount(t: Test): Promise<BpffsWorld> {
+  const w = await bpffsWorld({ mirror: 'manual' });
+  t.teardown(() => w.end());
+  return w;
+}
+
+const u32 = (n: number): Uint8Array => new Uint8Array(new Uint32Array([n]).buffer);
+const u64 = (n: bigint): Uint8Array => new Uint8Array(new BigUint64Array([n]).buffer);
+
+t.test('opening a pinned program is EIO', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/p', w.prog());
+  t.throws(() => w.fs.open('/p', O_RDONLY), { code: 'EIO' });
+});
+
+t.test('opening a pinned link that is not an iterator is EIO', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/l', w.tracing());
+  t.throws(() => w.fs.open('/l', O_RDONLY), { code: 'EIO' });
+});
+
+t.test('opening a pinned map whose type cannot show its elements, or without BTF, is EIO', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/s', w.storage());
+  w.fs.pin('/h', createMap(w.kernel, { type: BpfMapType.HASH, keySize: 4, valueSize: 8, maxEntries: 4 }).object);
+  t.throws(() => w.fs.open('/s', O_RDONLY), { code: 'EIO' });
+  t.throws(() => w.fs.open('/h', O_RDONLY), { code: 'EIO' });
+});
+
+t.test('a pinned hash map dumps as bpffs_map_fops: the WARNING lines, then one "key: value" line per element', async (t) => {
+  const w = await mount(t);
+  const m = w.hash();
+  m.updateElem(u32(1), u64(42n));
+  m.updateElem(u32(7), u64(2n ** 40n));
+  w.fs.pin('/m', m);
+  const text = await w.readAll('/m');
+  t.ok(text.startsWith(BPFFS_MAP_HEADER));
+  t.same(text.slice(BPFFS_MAP_HEADER.length).split('\n').filter(Boolean).sort(), ['1: 42', `7: ${2n ** 40n}`]);
+  t.equal(await w.readAll('/m', 1), text, 'read a byte at a time, the same text');
+});
+
+t.test('a map file is made at its first read, as seq_read starts the walk there, and stays as it was', async (t) => {
+  const w = await mount(t);
+  const m = w.hash();
+  w.fs.pin('/m', m);
+  const f = w.fs.open('/m', O_RDONLY);
+  m.updateElem(u32(1), u64(1n));
+  const first = new TextDecoder().decode(await f.read(BPFFS_MAP_HEADER.length));
+  m.updateElem(u32(2), u64(2n));
+  const rest = new TextDecoder().decode(await f.read(4096));
+  t.equal(first + rest, `${BPFFS_MAP_HEADER}1: 1\n`);
+  t.equal((await f.read(4096)).length, 0, 'then the end');
+  f.release();
+});
+
+t.test('opening a pinned iterator link runs one session per open, given the cgroup source', async (t) => {
+  const w = await mount(t);
+  const walker = w.walker((o) => `walk of ${o.source === w.source ? 'the source' : 'nothing'}${o.cgroup === undefined ? '' : ' with a cgroup'}\n`);
+  w.fs.pin('/it', walker);
+  t.equal(await w.readAll('/it'), 'walk of the source\n');
+  t.equal(await w.readAll('/it', 3), 'walk of the source\n', 'small reads');
+  t.equal(walker.sessions.length, 2);
+  t.ok(walker.sessions.every((s) => s.closed));
+});
+
+t.test('every readable pin is direct I/O: its size is 0 but a read gives more', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/m', w.hash());
+  w.fs.pin('/it', w.walker());
+  for (const p of ['/m', '/it']) {
+    const f = w.fs.open(p, O_RDONLY);
+    t.equal(f.directIo, true, p);
+    f.release();
+  }
+});
+
+t.test('a cgroup_view file opened in a tagged directory is given that directory\'s cgroup', async (t) => {
+  const w = await mount(t);
+  const [a] = await w.mkcg('/a');
+  const view = w.view();
+  w.fs.pin('/v', view);
+  w.fs.mkdir('/a', 0o755);
+  const f = w.fs.open('/a/v', O_RDONLY);
+  t.equal(view.sessions.at(-1)!.opts.cgroup, a);
+  f.release();
+});
+
+t.test('reading a released file is EBADF, and so is releasing it again', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/m', w.hash());
+  const f = w.fs.open('/m', O_RDONLY);
+  f.release();
+  await t.rejects(f.read(10), { code: 'EBADF' });
+  t.throws(() => f.release(), { code: 'EBADF' });
+});
+
+t.test('an open file holds its pin: an unlinked pin keeps its object until the file is released', async (t) => {
+  const w = await mount(t);
+  const walker = w.walker();
+  w.fs.pin('/it', walker);
+  walker.put();
+  const f = w.fs.open('/it', O_RDONLY);
+  w.fs.unlink('/it');
+  t.notOk(walker.freed);
+  t.ok((await f.read(100)).length > 0, 'and reads on');
+  f.release();
+  t.ok(walker.freed);
+});
+
+t.test('an error of the session is the read\'s; later reads go on', async (t) => {
+  const w = await mount(t);
+  class Flaky extends FakeIterLink {
+    override open(opts: IterOpenOptions): IterSession {
+      const s = super.open(opts);
+      let failed = false;
+      return {
+        read: (size) => {
+          if (failed) return s.read(size);
+          failed = true;
+          return Promise.reject(Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' }));
+        },
+        close: () => s.close(),
+      };
+    }
+  }
+  w.fs.pin('/it', new Flaky(w.kernel, w.progs.walk, 'cgroup', () => 'ok\n'));
+  const f = w.fs.open('/it', O_RDONLY);
+  await t.rejects(f.read(10), { code: 'EAGAIN' });
+  t.equal(new TextDecoder().decode(await f.read(10)), 'ok\n');
+  f.release();
+});
+
+t.test('an open whose session cannot start fails and holds nothing', async (t) => {
+  const w = await mount(t);
+  const walker = w.walker(() => {
+    throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+  });
+  w.fs.pin('/it', walker);
+  walker.put();
+  t.throws(() => w.fs.open('/it', O_RDONLY), { code: 'ENOENT' });
+  w.fs.unlink('/it');
+  t.ok(walker.freed);
+});
+
+t.test('reads of one file are taken in turn', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/it', w.walker(() => 'abcdef'));
+  const f = w.fs.open('/it', O_RDONLY);
+  const [a, b, c] = await Promise.all([f.read(2), f.read(2), f.read(2)]);
+  t.same([a, b, c].map((x) => new TextDecoder().decode(x)), ['ab', 'cd', 'ef']);
+  f.release();
+});
+
+t.test('open follows symlinks; with O_NOFOLLOW a symlink is ELOOP', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/it', w.walker(() => 'x'));
+  w.fs.symlink('it', '/l');
+  const f = w.fs.open('/l', O_RDONLY);
+  t.equal(new TextDecoder().decode(await f.read(10)), 'x');
+  f.release();
+  t.throws(() => w.fs.open('/l', O_NOFOLLOW), { code: 'ELOOP' });
+});
+
+t.test('open of a directory is EISDIR', async (t) => {
+  const w = await mount(t);
+  w.fs.mkdir('/d', 0o755);
+  t.throws(() => w.fs.open('/d', O_RDONLY), { code: 'EISDIR' });
+  t.throws(() => w.fs.open('/', O_RDONLY), { code: 'EISDIR' });
+});
+
+t.test('open with O_DIRECTORY of a pin is ENOTDIR', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/m', w.hash());
+  t.throws(() => w.fs.open('/m', O_DIRECTORY), { code: 'ENOTDIR' });
+});
+
+t.test('open of a missing name is ENOENT', async (t) => {
+  const w = await mount(t);
+  t.throws(() => w.fs.open('/nope', O_RDONLY), { code: 'ENOENT' });
+});
+
+t.test('open with O_CREAT | O_EXCL of an existing pin is EEXIST; O_CREAT alone opens it', async (t) => {
+  const w = await mount(t);
+  w.fs.pin('/m', w.hash());
+  t.throws(() => w.fs.open('/m', O_CREAT | O_EXCL), { code: 'EEXIST' });
+  const f = w.fs.open('/m', O_CREAT);
+  t.ok(new TextDecoder().decode(await f.read(4096)).startsWith(BPFFS_MAP_HEADER));
+  f.release();
+  t.throws(() => w.fs.open('/', O_CREAT), { code: 'EISDIR' });
+});
