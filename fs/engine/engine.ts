@@ -12,7 +12,7 @@ import path from 'node:path';
 import createDebug from 'debug';
 import { bpfError, BpfCgroupIterOrder } from '../../uapi';
 import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode } from '../../tags';
-import { Kernel, loadCollection, mapDumpJson, verify, type BpfMap, type BpfObject, type BpfProg, type Collection, type Handle, type MapPins } from '../../progs';
+import { Kernel, loadCollection, mapDumpJson, verify, type BpfMap, type BpfObject, type BpfProg, type Collection } from '../../progs';
 import { bpfIterLinkCreate, type BpfIterLink } from '../../iter';
 import { Bpffs, type OpenFile } from '../bpffs';
 import type { VfsBackend, VfsStat, VfsStatfs } from '../fuse/backend';
@@ -26,8 +26,10 @@ export interface EngineOptions {
   cgroupRoot?: string;
   sim?: string;
   mirror?: 'auto' | 'manual';
-  /** Where the daemon keeps its state; recorded for status. */
+  /** Where the daemon keeps its state (the journal). */
   stateDir?: string;
+  /** Where the mount is, so absolute symlink targets inside it resolve. */
+  mountPoint?: string;
 }
 
 export interface ProgShow {
@@ -87,7 +89,7 @@ export class Engine implements VfsBackend {
     this.source = source;
     this.#opts = opts;
     this.kernel = new Kernel({ cgroups: source.hierarchy });
-    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto' });
+    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint });
     this.#journal = opts.stateDir === undefined ? null : new Journal(opts.stateDir);
   }
 
@@ -343,23 +345,8 @@ export class Engine implements VfsBackend {
   }
 
   async #load(filename: string, source: string): Promise<Collection> {
-    const pins: MapPins = {
-      get: (name) => {
-        let h: Handle<BpfObject>;
-        try {
-          h = this.bpffs.get(`/${name}`);
-        } catch {
-          return undefined;
-        }
-        if (h.object.kind !== 'map') {
-          h.close();
-          throw bpfError('EINVAL', `/${name} is pinned, but not a map: cannot reuse it for map '${name}'`);
-        }
-        return h as Handle<BpfMap>;
-      },
-      pin: (name, map) => this.bpffs.pin(`/${name}`, map),
-    };
-    return loadCollection(this.kernel, { source, filename }, { pins });
+    // libbpf pins `pinning: 'by_name'` maps under its pin root: here, the mount's root.
+    return loadCollection(this.kernel, { source, filename }, { pins: this.bpffs.mapPins('/') });
   }
 
   #mkdirp(dir: string): void {

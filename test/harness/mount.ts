@@ -2,7 +2,9 @@
  * A real vbpffs mount for a test: the daemon started in this process (its engine on a worker thread,
  * FUSE on this one) on a temporary mount point, with its state under a temporary root, unmounted and
  * removed at teardown. Tests read it with real processes (cat, ls, find, stat), never through the
- * daemon's own objects.
+ * daemon's own objects, and never with a synchronous call from this process: FUSE is answered on
+ * this process's main thread, so a synchronous stat of the mount here would wait for itself forever
+ * (the process hangs in D state until the FUSE connection is aborted).
  *
  * Tests ask fuseSkipReason() first and pass it as tap's `skip`, so a host without FUSE says why.
  */
