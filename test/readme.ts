@@ -26,3 +26,34 @@ t.test('the README library example runs and prints what the README says', async 
   const { stdout } = await runTs(file);
   t.equal(stdout, output);
 });
+
+t.test('the README quickstart runs as written and prints what the README shows', async (t) => {
+  const { fuseSkipReason } = await import('./harness/mount');
+  const skip = await fuseSkipReason();
+  t.test('(mounting)', { skip }, async (t) => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Quickstart'));
+    const commands = /```\n([\s\S]*?)```/.exec(section)![1]!.trim().split('\n');
+    const shown = /\nReal output:\n\n```\n([\s\S]*?)```/.exec(section)![1]!;
+    // The same commands on a private mount point and state root; npx vbpffs is the CLI from the sources.
+    const dir = mkdtempSync(path.join(tmpdir(), 'vbpffs-quick-'));
+    const mnt = path.join(dir, 'vbpffs');
+    const env = { ...process.env, VBPFFS_STATE_ROOT: path.join(dir, 'state') };
+    const execArgv = process.execArgv.filter((a) => !a.includes('processinfo'));
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const run = promisify(execFile);
+    t.teardown(async () => {
+      await run(process.execPath, [...execArgv, path.join(ROOT, 'fs', 'cli.ts'), 'umount', mnt], { env }).catch(() => undefined);
+    });
+    let out = '';
+    for (const line of commands) {
+      const [cmd, ...args] = line.replaceAll('/tmp/vbpffs', mnt).split(/\s+/);
+      const argv = cmd === 'npx' ? [process.execPath, ...execArgv, path.join(ROOT, 'fs', 'cli.ts'), ...args.slice(1)] : [cmd!, ...args];
+      out += (await run(argv[0]!, argv.slice(1), { env, cwd: ROOT, encoding: 'utf8' })).stdout;
+    }
+    const normal = (s: string): string =>
+      s.replaceAll(mnt, '/tmp/vbpffs').replace(/\(pid \d+, log [^)]*\)/, '(pid N, log L)').replace(/link \d+ \(prog \d+\)/, 'link N (prog N)');
+    t.equal(normal(out), normal(shown));
+  });
+});
