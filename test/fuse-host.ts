@@ -53,3 +53,28 @@ t.test('a FUSE mount of the host cgroup2 tree', async (t) => {
     t.pass('a removed cgroup takes its mirrored directory with it');
   });
 });
+
+t.test('the RFC selftest scenario on the host, with --mirror manual', async (t) => {
+  const skip = (await fuseSkipReason()) || (await cgroupSkipReason());
+  t.test('(mounted, with real cgroups)', { skip }, async (t) => {
+    const m = await mountVbpffs(t, { mirror: 'manual' });
+    const cli = (...args: string[]): Promise<string> => m.sh(process.execPath, ...process.execArgv.filter((a) => !a.includes('processinfo')), CLI, ...args);
+    const tree = await makeCgroupTree(t, 'rfc');
+    tree.mkdirp('child');
+    await cli('iter', 'pin', examplePath('procs'), m.p('procs'));
+    t.same((await m.sh('ls', m.mnt)).trim().split('\n'), ['procs'], 'manual mirror: only the pin, no cgroup directories');
+    await t.rejects(m.sh('mkdir', m.p('no-such-cgroup')), /No such file or directory/, 'mkdir of a name that is no child cgroup is ENOENT');
+    t.equal(await m.sh('ls', m.mnt), 'procs\n', 'and nothing was created');
+    const own = m.p(tree.cgroup);
+    await m.sh('mkdir', own);
+    await m.sh('mkdir', path.join(own, 'child'));
+    t.equal(await m.sh('ls', path.join(own, 'child')), 'procs\n', 'the inherited file is there');
+    await tree.spawnIn('child');
+    t.equal(await m.sh('cat', path.join(own, 'child', 'procs')), 'procs     1\nthreads   1\n', 'cat runs the view for that cgroup');
+    await m.sh('rmdir', path.join(own, 'child'));
+    t.equal(await m.sh('ls', own), 'procs\n', 'rmdir removed the inherited file first, then the directory');
+    await m.sh('rmdir', own);
+    await m.sh('rm', m.p('procs'));
+    t.equal(await m.sh('ls', '-A', m.mnt), '', 'unlink drops the pin');
+  });
+});

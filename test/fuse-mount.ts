@@ -38,9 +38,23 @@ t.test('a FUSE mount of the simulated tree', async (t) => {
       await t.rejects(cli('iter', 'pin', examplePath('procs'), m.p('system.slice', 'x.y')), /EPERM/);
     });
 
+    t.test('every bundled program reads through the mount', async (t) => {
+      const pg = m.p('system.slice', 'postgres.service');
+      for (const name of ['cpu', 'pressure', 'memory', 'sched_latency']) await cli('iter', 'pin', examplePath(name), m.p(name));
+      await cli('iter', 'pin', examplePath('tree_summary'), m.p('tree_summary'), 'order', 'descendants_pre');
+      t.match(await m.sh('cat', path.join(pg, 'cpu')), /^usage_usec +\d+\nuser_usec +\d+\nsystem_usec +\d+\ncpu +no rate yet: this is the first read\n$/);
+      t.match(await m.sh('cat', path.join(pg, 'cpu')), /\ncpu +\d+\.\d\d% of one CPU over the last \d+ ms\n$/, 'the second read has a rate');
+      t.match(await m.sh('cat', path.join(pg, 'pressure')), /^resource state  avg10  avg60 avg300   total_usec\ncpu      some /);
+      t.match(await m.sh('cat', path.join(pg, 'memory')), /^memory: no memory.current or memory.stat here/);
+      t.match(await m.sh('cat', path.join(pg, 'sched_latency')), /^cgroup_id: +\d+\nqueue_self: +\d+\nqueue_other: +\d+\n$/);
+      const summary = await m.sh('cat', m.p('tree_summary'));
+      t.match(summary, /postgres\.service/, 'the iter/cgroup walk lists the tree');
+      t.match(summary, /\n6 cgroups, 4 processes\n$/, 'and totals it in its end call');
+    });
+
     t.test('vbpffs status and prog show talk to the daemon', async (t) => {
       const status = JSON.parse(await cli('-j', 'status')) as { mountPoint: string; state: string; objects: { progs: number } }[];
-      t.match(status, [{ mountPoint: m.mnt, state: 'running', objects: { progs: 1 } }]);
+      t.match(status, [{ mountPoint: m.mnt, state: 'running', objects: { progs: 6 } }]);
       t.match(await cli('prog', 'show'), /^\d+: cgroup_view  name procs  tag [0-9a-f]{16}  run_time_ns \d+ run_cnt \d+/);
     });
   });
