@@ -1,7 +1,8 @@
 /**
- * `npm start`: what vbpffs does today, on a simulated cgroup2 tree (no root needed), then a look at
- * the host's real cgroup2 tree when there is one. Until programs land (issue 4), the "collector"
- * below is plain TypeScript calling the kernel-named helpers a BPF program would call.
+ * `npm start`: the object model as a library, on a simulated cgroup2 tree (no root needed), then a
+ * look at the host's real cgroup2 tree when there is one. The "collector" below is plain TypeScript
+ * calling the kernel-named helpers directly, to show the storage and its lifetimes without a
+ * program; the README's quickstart shows programs, the mount and a view.
  */
 import {
   BPF_F_NO_PREALLOC,
