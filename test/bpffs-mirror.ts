@@ -22,7 +22,7 @@ t.test('auto is the default: pinning a view mirrors every live cgroup below, eac
   t.same(w.fs.readdir('/').sort(), ['cpu', 'system.slice', 'user.slice']);
   t.same(w.fs.readdir('/system.slice').sort(), ['cpu', 'cron.service']);
   t.same(w.fs.readdir('/system.slice/cron.service'), ['cpu']);
-  t.equal(await w.readAll('/system.slice/cron.service/cpu'), `cgroup_id: ${w.source.hierarchy.cgroupByPath('/system.slice/cron.service')!.id} path: /system.slice/cron.service\n`);
+  t.equal(await w.readAll('/system.slice/cron.service/cpu'), `cgroup_id: ${w.source.hierarchy.cgroupByPath('/system.slice/cron.service')!.id} name: cron.service\n`);
 });
 
 t.test('mirrored directories are S_IFDIR | 0777 & ~umask, owned by the mount owner', async (t) => {
@@ -101,9 +101,9 @@ t.test('a directory holding the user\'s own pins stays when its cgroup goes, and
   t.same(w.fs.readdir('/a'), ['b'], 'the parent stays for the kept child; its inherited file is gone');
   t.same(w.fs.readdir('/a/b'), ['mine'], 'the inherited files go, the user\'s pin stays');
   w.fs.link('/v', '/a/b/v');
-  const sessions = view.sessions.length;
+  const runs = view.prog.stats.runCnt;
   t.equal(await w.readAll('/a/b/v'), '', 'a view there reads empty');
-  t.equal(view.sessions.length, sessions, 'and runs nothing');
+  t.equal(view.prog.stats.runCnt, runs, 'and runs nothing');
   w.fs.unlink('/a/b/v');
   w.fs.unlink('/a/b/mine');
   w.fs.rmdir('/a/b');
@@ -119,7 +119,7 @@ t.test('a cgroup that comes back under the same name takes over the directory ke
   t.same(w.fs.readdir('/a'), ['mine']);
   const [again] = await w.mkcg('/a', '/a/c');
   t.same(w.fs.readdir('/a').sort(), ['c', 'mine', 'v'], 'repopulated and refilled');
-  t.equal(await w.readAll('/a/v'), `cgroup_id: ${again!.id} path: /a\n`);
+  t.equal(await w.readAll('/a/v'), `cgroup_id: ${again!.id} name: a\n`);
 });
 
 t.test('a name the user holds in a tagged directory keeps its entry when a cgroup of that name appears', async (t) => {
@@ -147,7 +147,7 @@ t.test('a directory kept in another tree is not taken over by a cgroup of this o
   const [again] = await w.mkcg('/a');
   t.same(w.fs.readdir('/y/a'), ['mine'], 'left as it is');
   t.same(w.fs.readdir('/x/a'), ['v'], 'the tree it came from mirrors the new cgroup afresh');
-  t.equal(await w.readAll('/x/a/v'), `cgroup_id: ${again!.id} path: /a\n`);
+  t.equal(await w.readAll('/x/a/v'), `cgroup_id: ${again!.id} name: a\n`);
 });
 
 t.test('a view pinned later reaches every directory of the tree at once, except where its name is taken', async (t) => {
@@ -162,7 +162,7 @@ t.test('a view pinned later reaches every directory of the tree at once, except 
   const h = w.fs.get('/a/b/mem');
   t.not(h.object, mem, 'the user\'s pin keeps the name');
   h.close();
-  t.equal(await w.readAll('/mem'), 'cgroup_id: 1 path: /\n');
+  t.equal(await w.readAll('/mem'), 'cgroup_id: 1 name: /\n');
   w.fs.unlink('/a/b/v');
   w.fs.unlink('/a/v');
   w.fs.pin('/a/v', w.view());
@@ -235,7 +235,7 @@ t.test('unmounting a mirrored tree drops every tag: the cgroups are released whe
   view.put();
   w.fs.pin('/a/mine', w.hash());
   w.end();
-  t.ok(view.freed, 'the pins and the inherit list are gone');
+  t.ok(view.released, 'the pins and the inherit list are gone');
   await w.rmcg('/a');
   t.ok(a!.released);
 });

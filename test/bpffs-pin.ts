@@ -176,7 +176,7 @@ t.test('dispose (kill_litter_super) drops every pin, in every directory', async 
   w.fs.dispose();
   t.ok(m.released);
   t.equal(p.refs, progRefs - 1);
-  w.progs.coll.close();
+  w.coll.close();
 });
 
 const BY_NAME = `import { SEC, map, BPF_MAP_TYPE_ARRAY } from 'vbpffs/bpf';

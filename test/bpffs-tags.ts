@@ -5,8 +5,8 @@
  */
 import t, { type Test } from 'tap';
 import { S_IFDIR, S_IFREG } from '../uapi';
+import { bpfIterLinkCreate } from '../iter';
 import { bpffsWorld, type BpffsWorld } from './harness/bpffs';
-import { FakeIterLink, runView } from './harness/iter-link';
 import { load } from './harness/progs';
 
 async function mount(t: Test, opts = {}): Promise<BpffsWorld> {
@@ -34,7 +34,7 @@ t.test('1.3.1 pinning a cgroup_view link in an untagged directory tags it with t
   const view = w.view();
   w.fs.pin('/t/v', view);
   t.ok(tagged(w, '/t'));
-  t.equal(await w.readAll('/t/v'), 'cgroup_id: 1 path: /\n', 'the file in the tagged directory shows the root cgroup');
+  t.equal(await w.readAll('/t/v'), 'cgroup_id: 1 name: /\n', 'the file in the tagged directory shows the root cgroup');
   t.equal(view.refs, 3, 'the creator, the pin and the inherit list');
 });
 
@@ -137,7 +137,7 @@ t.test('1.3.4 a directory made for a child cgroup is tagged with it and holds a 
   const refs = a!.refs;
   w.fs.mkdir('/t/a', 0o755);
   t.equal(a!.refs, refs + 1);
-  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} path: /a\n`);
+  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} name: a\n`);
   t.equal(w.fs.getattr('/t/a').mode, S_IFDIR | 0o755);
 });
 
@@ -180,13 +180,14 @@ t.test('1.3.7 each open of a view is one session, run for the cgroup of the dire
   w.fs.mkdir('/t', 0o755);
   const view = w.view();
   w.fs.pin('/t/v', view);
+  w.fs.pin('/t/s', w.view('view_stat'));
   w.fs.mkdir('/t/a', 0o755);
-  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} path: /a\n`);
-  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} path: /a\n`);
-  t.equal(view.sessions.length, 2);
-  t.equal(view.sessions[0]!.opts.cgroup, a);
-  t.equal(view.sessions[0]!.opts.source, w.source);
-  t.ok(view.sessions.every((s) => s.closed), 'every session closed at release');
+  const refs = view.refs;
+  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} name: a\n`);
+  t.equal(await w.readAll('/t/a/v'), `cgroup_id: ${a!.id} name: a\n`);
+  t.equal(view.prog.stats.runCnt, 2, 'one run per open');
+  t.equal(await w.readAll('/t/a/s'), `cgroup_id: ${a!.id} cpu.stat: read\n`, 'the session reads the cgroup\'s files from the source');
+  t.equal(view.refs, refs, 'every session closed at release');
 });
 
 t.test('1.3.7 a view whose cgroup was removed reads as empty and runs nothing', async (t) => {
@@ -199,7 +200,7 @@ t.test('1.3.7 a view whose cgroup was removed reads as empty and runs nothing', 
   await w.rmcg('/a');
   t.same(w.fs.readdir('/t/a'), ['v'], 'manual mode: the directory stays');
   t.equal(await w.readAll('/t/a/v'), '');
-  t.equal(view.sessions.length, 0);
+  t.equal(view.prog.stats.runCnt, 0);
 });
 
 t.test('1.3.8 rmdir of a tagged directory removes the inherited files and destroys its tag', async (t) => {
@@ -257,9 +258,9 @@ t.test('1.3.8 the list holds its links until the last tagged directory of the tr
   view.put();
   w.fs.unlink('/t/v');
   w.fs.rmdir('/t');
-  t.notOk(view.freed, 'the tag of /u/a still holds the list');
+  t.notOk(view.released, 'the tag of /u/a still holds the list');
   w.fs.rmdir('/u/a');
-  t.ok(view.freed, 'freed with the last tag');
+  t.ok(view.released, 'freed with the last tag');
 });
 
 t.test('1.3.9 unlink leaves the list alone: unlinking the original does not stop later directories getting it', async (t) => {
@@ -294,7 +295,7 @@ t.test('1.3.11 a directory may take a child cgroup\'s dotted name (system.slice)
   w.fs.pin('/t/v', w.view());
   w.fs.mkdir('/t/system.slice', 0o755);
   w.fs.mkdir('/t/system.slice/cron.service', 0o755);
-  t.equal(await w.readAll('/t/system.slice/v'), `cgroup_id: ${slice!.id} path: /system.slice\n`);
+  t.equal(await w.readAll('/t/system.slice/v'), `cgroup_id: ${slice!.id} name: system.slice\n`);
   t.throws(() => w.fs.pin('/t/system.slice/v.2', w.view()), { code: 'EPERM' }, 'pins keep the rule');
   t.throws(() => w.fs.mkdir('/u.slice', 0o755), { code: 'EPERM' }, 'untagged: bpffs\'s rule');
 });
@@ -307,7 +308,7 @@ t.test('1.3.12 rename is not tag-aware: a renamed tagged directory keeps its cgr
   w.fs.pin('/t/v', w.view());
   w.fs.mkdir('/t/a', 0o755);
   w.fs.rename('/t/a', '/u/moved');
-  t.equal(await w.readAll('/u/moved/v'), `cgroup_id: ${a!.id} path: /a\n`);
+  t.equal(await w.readAll('/u/moved/v'), `cgroup_id: ${a!.id} name: a\n`);
   t.notOk(tagged(w, '/u'), 'its new parent is not tagged by it');
 });
 
@@ -321,8 +322,8 @@ t.test('1.3.12 a view linked into an untagged directory neither tags it nor show
   w.fs.symlink('../t/v', '/u/s');
   t.notOk(tagged(w, '/u'));
   t.equal(await w.readAll('/u/v'), '', 'no tag: empty');
-  t.equal(await w.readAll('/u/s'), 'cgroup_id: 1 path: /\n', 'through a symlink: the directory the target is in');
-  t.equal(view.sessions.length, 1);
+  t.equal(await w.readAll('/u/s'), 'cgroup_id: 1 name: /\n', 'through a symlink: the directory the target is in');
+  t.equal(view.prog.stats.runCnt, 1);
 });
 
 t.test('1.3.12 a tagged directory replaced by rename drops its tag', async (t) => {
@@ -393,7 +394,7 @@ t.test('pinning_cgroup.c (spec 1.4): pin a view, mkdir the child cgroup, read th
   w.fs.chmod(rootpath, 0o755);
 
   // link = bpf_program__attach_iter(skel->progs.dump_cgroup_lat, NULL)
-  const link = new FakeIterLink(w.kernel, prog, 'cgroup_view', runView(prog));
+  const link = bpfIterLinkCreate(w.kernel, prog).object;
   // bpf_obj_pin(link_fd, "<root>/obj"); stat
   w.fs.pin(`${rootpath}/obj`, link);
   t.ok(w.fs.getattr(`${rootpath}/obj`), 'stat obj');
@@ -427,8 +428,8 @@ t.test('pinning_cgroup.c (spec 1.4): pin a view, mkdir the child cgroup, read th
   w.fs.rmdir(`${rootpath}/child`);
   w.fs.unlink(`${rootpath}/obj`);
   link.put();
-  t.notOk(link.freed, 'the inherit list still holds the link while the tagged root directory lives');
+  t.notOk(link.released, 'the inherit list still holds the link while the tagged root directory lives');
   w.fs.rmdir(rootpath);
-  t.ok(link.freed, 'and drops it with the last tagged directory');
+  t.ok(link.released, 'and drops it with the last tagged directory');
   t.same(w.fs.readdir('/'), []);
 });

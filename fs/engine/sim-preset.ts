@@ -5,8 +5,21 @@
 import { bpfError } from '../../uapi';
 import type { SimCgroupSource } from '../../tags';
 
+/** Wide trees for scripts/bench/fs.ts: N cgroups, slices of 99 services each, no workload. */
+const BENCH_TREES: Readonly<Record<string, number>> = { 'bench-1k': 1_000, 'bench-10k': 10_000 };
+
+async function benchTree(sim: SimCgroupSource, n: number): Promise<() => Promise<void>> {
+  for (let s = 0, made = 0; made < n; s++) {
+    await sim.mkdir(`/slice-${s}.slice`);
+    made++;
+    for (let c = 0; c < 99 && made < n; c++, made++) await sim.mkdir(`/slice-${s}.slice/svc-${c}.service`);
+  }
+  return async () => {};
+}
+
 /** Sets the preset up and returns how to stop it. */
 export async function simPreset(sim: SimCgroupSource, name: string): Promise<() => Promise<void>> {
+  if (Object.hasOwn(BENCH_TREES, name)) return benchTree(sim, BENCH_TREES[name]!);
   if (name !== 'demo' && name !== 'empty') throw bpfError('EINVAL', `unknown simulated tree '${name}' (demo, empty)`);
   if (name === 'empty') return async () => {};
   await sim.mkdir('/system.slice');

@@ -1,0 +1,329 @@
+/**
+ * The filesystem through real FUSE mounts (issue 7's "Must show"), each figure next to a baseline
+ * measured in the same run. The daemon is `vbpffs mount --foreground` from dist/ in a child process,
+ * on simulated trees (`--sim bench-1k`, `bench-10k`: slices of 99 services), with the cpu and procs
+ * examples pinned at the root, so auto-mirror gives every cgroup's directory both views. Every
+ * reader is a process of its own (scripts/bench-fs-reader.ts, find, cat): this process serves the
+ * bare FUSE mount, and a synchronous call of its own into that mount would wait for itself.
+ *
+ * a. open + read to EOF + close, p50/p99 µs, the three files taken in turn each round: a cgroup's
+ *    cpu view; a bare fuse-native file of the same bytes, served from this process through
+ *    fs/fuse/host.ts's mountFuse (same options, direct_io included) by a backend that holds them;
+ *    and a cgroup's own cpu.stat on the host's cgroup2 mount (a cgroup made for the bench).
+ * b. ops/s of 1 reader and of 2 concurrent readers (two processes, two cgroups' cpu views), and the
+ *    scaling; the same for the bare file.
+ * c. `find MNT -name procs | xargs cat` over 1,000 mirrored cgroups, s; against the same over a
+ *    tree of regular files laid out the same (in the temporary directory's filesystem).
+ * d. the daemon's RSS with both views pinned over 10,000 mirrored cgroups, against 1,000 and none.
+ *
+ * Needs root and FUSE; says why and returns otherwise. The host cpu.stat column needs a cgroup2
+ * mount; without one it says why and the rest runs.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { S_IFDIR, S_IFREG, bpfError } from '../../uapi';
+import { findCgroup2Mount } from '../../tags';
+import { examplePath } from '../../progs/examples';
+import { mountFuse, type FuseMount } from '../../fs/fuse/host';
+import type { VfsBackend, VfsStat } from '../../fs/fuse/backend';
+import { fuseBenchSkipReason } from '../bench-skip';
+
+const exec = promisify(execFile);
+const CLI = path.join(__dirname, '..', '..', 'fs', 'cli.js');
+const READER = path.join(__dirname, '..', 'bench-fs-reader.js');
+
+const WARMUP = 300;
+const ROUNDS = 3000;
+const RATE_MS = 3000;
+const FIND_ROUNDS = 3;
+
+const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+const median = (xs: number[]): number => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
+const mb = (kb: number): string => `${(kb / 1024).toFixed(1)} MB`;
+
+// --- the daemon, in a child process ---------------------------------------------------------------
+
+interface DaemonProc {
+  readonly mnt: string;
+  readonly pid: number;
+  /** Runs `vbpffs ARGS` against this daemon's state root. */
+  cli(...args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+}
+
+async function startDaemon(base: string, name: string, sim: string): Promise<DaemonProc> {
+  const mnt = path.join(base, name);
+  const env = { ...process.env, VBPFFS_STATE_ROOT: path.join(base, 'state') };
+  const child = spawn(process.execPath, [CLI, 'mount', mnt, '--sim', sim, '--foreground'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('vbpffs mounted at')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`vbpffs mount ${mnt} --sim ${sim} exited (${code}): ${err.trim()}`)));
+  });
+  return {
+    mnt,
+    pid: child.pid!,
+    cli: async (...args) => (await exec(process.execPath, [CLI, ...args], { env, encoding: 'utf8' })).stdout,
+    stop: async () => {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited(child);
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** Pins the cpu and procs views at the root of the mount; the ms the pins (and the mirror) took. */
+async function pinViews(d: DaemonProc): Promise<number> {
+  const t0 = performance.now();
+  await d.cli('iter', 'pin', examplePath('cpu'), path.join(d.mnt, 'cpu'));
+  await d.cli('iter', 'pin', examplePath('procs'), path.join(d.mnt, 'procs'));
+  return performance.now() - t0;
+}
+
+async function rssKb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]);
+}
+
+// --- the bare fuse-native file, served from this process ------------------------------------------
+
+/** A VfsBackend of one read-only file, /file, holding `bytes`. */
+function bareBackend(bytes: Uint8Array): VfsBackend {
+  const now = new Date();
+  const stat = (ino: number, mode: number, size: number, nlink: number): VfsStat => ({ ino, mode, nlink, uid: 0, gid: 0, size, atime: now, mtime: now, ctime: now });
+  const open = new Map<number, number>();
+  let nextFh = 1;
+  const erofs = async (): Promise<never> => {
+    throw bpfError('EROFS', 'the bare bench filesystem is read-only');
+  };
+  return {
+    getattr: async (p) => {
+      if (p === '/') return stat(1, S_IFDIR | 0o755, 0, 2);
+      if (p === '/file') return stat(2, S_IFREG | 0o444, bytes.length, 1);
+      throw bpfError('ENOENT', p);
+    },
+    readdir: async (p) => {
+      if (p !== '/') throw bpfError('ENOTDIR', p);
+      return ['file'];
+    },
+    readlink: async (p) => {
+      throw bpfError('EINVAL', p);
+    },
+    mkdir: erofs,
+    rmdir: erofs,
+    unlink: erofs,
+    rename: erofs,
+    link: erofs,
+    symlink: erofs,
+    create: erofs,
+    mknod: erofs,
+    chmod: erofs,
+    chown: erofs,
+    utimens: erofs,
+    open: async (p) => {
+      if (p !== '/file') throw bpfError('ENOENT', p);
+      open.set(nextFh, 0);
+      return nextFh++;
+    },
+    read: async (fh, size) => {
+      const pos = open.get(fh)!;
+      const out = bytes.subarray(pos, pos + size);
+      open.set(fh, pos + out.length);
+      return out;
+    },
+    release: async (fh) => void open.delete(fh),
+    statfs: async () => ({ bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 2, ffree: 0, namemax: 255 }),
+  };
+}
+
+// --- a host cgroup's cpu.stat ---------------------------------------------------------------------
+
+interface HostStat {
+  file: string | null;
+  why: string;
+  cleanup(): Promise<void>;
+}
+
+async function hostCpuStat(): Promise<HostStat> {
+  let mountPoint: string;
+  try {
+    mountPoint = (await findCgroup2Mount()).mountPoint;
+  } catch (e) {
+    return { file: null, why: (e as Error).message, cleanup: async () => {} };
+  }
+  const dir = path.join(mountPoint, `vbpffs-bench-fs-${process.pid}`);
+  try {
+    await mkdir(dir);
+  } catch (e) {
+    return { file: null, why: `cannot make ${dir}: ${(e as Error).message}`, cleanup: async () => {} };
+  }
+  const file = path.join(dir, 'cpu.stat');
+  try {
+    await readFile(file);
+  } catch (e) {
+    await rmdir(dir);
+    return { file: null, why: `${file}: ${(e as Error).message}`, cleanup: async () => {} };
+  }
+  return { file, why: '', cleanup: () => rmdir(dir) };
+}
+
+// --- readers --------------------------------------------------------------------------------------
+
+async function reader<T>(...args: string[]): Promise<T> {
+  const { stdout } = await exec(process.execPath, [READER, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return JSON.parse(stdout) as T;
+}
+
+/** ops/s of one reader per file, all starting together. */
+async function rate(files: string[]): Promise<number> {
+  const start = Date.now() + 500;
+  const rs = await Promise.all(files.map((f) => reader<{ ops: number; seconds: number }>('rate', String(start), String(RATE_MS), f)));
+  return rs.reduce((s, r) => s + r.ops / r.seconds, 0);
+}
+
+// --- the figures ----------------------------------------------------------------------------------
+
+async function latencies(view: string, bare: string, host: HostStat): Promise<void> {
+  const files = host.file === null ? [view, bare] : [view, bare, host.file];
+  const r = await reader<{ bytes: number[]; us: number[][] }>('latency', String(WARMUP), String(ROUNDS), ...files);
+  const [v, b, h] = r.us.map((xs) => xs.sort((x, y) => x - y));
+  const fig = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(1)} us  p99 ${pct(xs, 99).toFixed(1)} us`;
+  console.log(`(a) open + read to EOF + close, ${ROUNDS} rounds, the files in turn:`);
+  console.log(`    cgroup_view cpu file (${r.bytes[0]} B) through vbpffs:   ${fig(v!)}`);
+  console.log(`    bare fuse-native file (${r.bytes[1]} B), same options:    ${fig(b!)}`);
+  const ratio = (p: number, base: number[]): string => (pct(v!, p) / pct(base, p)).toFixed(2);
+  console.log(`    vbpffs / bare fuse-native: ${ratio(50, b!)}x at p50, ${ratio(99, b!)}x at p99`);
+  if (h === undefined) {
+    console.log(`    host cgroup cpu.stat: skipped (${host.why})`);
+  } else {
+    console.log(`    host cgroup's own cpu.stat (${r.bytes[2]} B, ${host.file}): ${fig(h)}`);
+    console.log(`    vbpffs / host cpu.stat: ${ratio(50, h)}x at p50, ${ratio(99, h)}x at p99`);
+  }
+}
+
+async function concurrency(views: [string, string], bare: string): Promise<void> {
+  const v1 = await rate([views[0]]);
+  const v2 = await rate(views);
+  const b1 = await rate([bare]);
+  const b2 = await rate([bare, bare]);
+  const line = (what: string, one: number, two: number): string =>
+    `    ${what}: 1 reader ${one.toFixed(0)} ops/s, 2 concurrent readers ${two.toFixed(0)} ops/s together: ${(two / one).toFixed(2)}x`;
+  console.log(`(b) open + read + close in a loop for ${RATE_MS / 1000} s per reader process (${cpus().length} CPUs):`);
+  console.log(line('vbpffs cgroup_view cpu files (two cgroups)', v1, v2));
+  console.log(line('bare fuse-native file', b1, b2));
+}
+
+/** Runs `find ROOT -name procs | xargs cat`: seconds and the number of files cat printed. */
+async function findCat(root: string): Promise<{ s: number; files: number }> {
+  const t0 = performance.now();
+  const { stdout } = await exec('sh', ['-c', `find '${root}' -name procs | xargs cat`], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const s = (performance.now() - t0) / 1000;
+  return { s, files: stdout.split('\n').filter((l) => l.startsWith('procs ')).length };
+}
+
+/** The same directories as the mount, with regular files holding what one view printed. */
+async function plainTree(src: string, dst: string, procs: string, cpu: string): Promise<void> {
+  const { stdout } = await exec('find', [src, '-type', 'd'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const d of stdout.split('\n').filter(Boolean)) {
+    const to = path.join(dst, path.relative(src, d));
+    await mkdir(to, { recursive: true });
+    await writeFile(path.join(to, 'procs'), procs);
+    await writeFile(path.join(to, 'cpu'), cpu);
+  }
+}
+
+async function findBench(d: DaemonProc, base: string): Promise<void> {
+  const cat = async (f: string): Promise<string> => (await exec('cat', [f], { encoding: 'utf8' })).stdout;
+  const plain = path.join(base, 'plain');
+  await plainTree(d.mnt, plain, await cat(path.join(d.mnt, 'procs')), await cat(path.join(d.mnt, 'cpu')));
+  const cold = await findCat(d.mnt);
+  const warm: number[] = [];
+  const files: number[] = [];
+  for (let i = 0; i < FIND_ROUNDS; i++) {
+    warm.push((await findCat(d.mnt)).s);
+    const p = await findCat(plain);
+    files.push(p.s);
+  }
+  const v = median(warm);
+  const p = median(files);
+  console.log(`(c) find MNT -name procs | xargs cat over ${cold.files} mirrored directories (1,000 cgroups and the root):`);
+  console.log(`    vbpffs: first ${cold.s.toFixed(3)} s, then ${v.toFixed(3)} s (median of ${FIND_ROUNDS}; ${((v * 1e6) / cold.files).toFixed(0)} us per file)`);
+  console.log(`    the same tree of regular files (${tmpdir()}): ${p.toFixed(3)} s;  vbpffs / regular files: ${(v / p).toFixed(1)}x`);
+}
+
+/** The daemon's RSS once the pins are made and it has been idle a second. */
+async function settledRss(d: DaemonProc): Promise<number> {
+  await sleep(1000);
+  return rssKb(d.pid);
+}
+
+async function rssBench(base: string, r1: number): Promise<void> {
+  const settle = settledRss;
+  const empty = await startDaemon(base, 'empty', 'empty');
+  let r0: number;
+  try {
+    await pinViews(empty);
+    r0 = await settle(empty);
+  } finally {
+    await empty.stop();
+  }
+  const big = await startDaemon(base, 'tenk', 'bench-10k');
+  try {
+    const pinMs = await pinViews(big);
+    const r10 = await settle(big);
+    console.log(`(d) the daemon's RSS (VmRSS, both views pinned at the root, auto-mirror):`);
+    console.log(`    no cgroups ${mb(r0)};  1,000 cgroups ${mb(r1)};  10,000 cgroups ${mb(r10)} (pinning at 10,000 took ${pinMs.toFixed(0)} ms)`);
+    console.log(`    per mirrored cgroup: ${((r10 - r0) / 10_000).toFixed(1)} KiB (0 -> 10,000), ${((r10 - r1) / 9_000).toFixed(1)} KiB (1,000 -> 10,000)`);
+  } finally {
+    await big.stop();
+  }
+}
+
+export async function run(): Promise<void> {
+  const skip = await fuseBenchSkipReason();
+  if (skip !== null) {
+    console.log(`skipped: ${skip}`);
+    return;
+  }
+  const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-bench-fs-'));
+  const host = await hostCpuStat();
+  let d: DaemonProc | null = null;
+  let bare: FuseMount | null = null;
+  try {
+    d = await startDaemon(base, 'mnt', 'bench-1k');
+    await pinViews(d);
+    const rss1k = await settledRss(d);
+    const view = path.join(d.mnt, 'slice-3.slice', 'svc-42.service', 'cpu');
+    const other = path.join(d.mnt, 'slice-5.slice', 'svc-7.service', 'cpu');
+    // The second read of a cpu view is its usual shape (the first has no rate yet).
+    await exec('cat', [view]);
+    const bytes = Buffer.from((await exec('cat', [view])).stdout);
+    bare = await mountFuse(path.join(base, 'bare'), bareBackend(bytes));
+    const bareFile = path.join(bare.mountPoint, 'file');
+    await latencies(view, bareFile, host);
+    await concurrency([view, other], bareFile);
+    await findBench(d, base);
+    await rssBench(base, rss1k);
+  } finally {
+    await bare?.unmount();
+    await d?.stop();
+    await host.cleanup();
+    // Only empty mount points are left once everything is unmounted; a mount still there stays.
+    await rm(base, { recursive: true, force: true }).catch((e: unknown) => console.log(`left ${base}: ${(e as Error).message}`));
+  }
+}
