@@ -262,12 +262,34 @@ export class Engine implements VfsBackend {
    * `vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]`: loads an object file, makes an
    * iterator link of its first iterator program (cgroup_view or iter/cgroup) and pins it at PATH.
    */
-  async iterPin(objectFile: string, pinPath: string, opts: { order?: string; cgroup?: string } = {}): Promise<{ linkId: number; progId: number; target: string }> {
-    const source = await readObjectFile(objectFile);
-    verify({ source, filename: objectFile });
+  async iterPin(obj: unknown, pinPath: string, opts: { order?: string; cgroup?: string } = {}): Promise<{ linkId: number; progId: number; target: string }> {
     mountPath(pinPath);
-    await this.#journal?.append({ op: 'iterPin', filename: objectFile, source, pinPath, opts, ids: this.#ids() });
-    return this.#iterPin(objectFile, source, pinPath, opts);
+    if (typeof obj !== 'string') {
+      // `iter pin pinned PATH`: an iterator link of a program already loaded.
+      const prog = objRef(obj, 'prog');
+      this.#with(this.#object<BpfProg>('prog', prog), (p) => this.#iterProg(p, opts));
+      await this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids: this.#ids() }, true);
+      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
+    }
+    const source = await readObjectFile(obj);
+    verify({ source, filename: obj });
+    await this.#journal?.append({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() });
+    return this.#iterPin(obj, source, pinPath, opts);
+  }
+
+  /** The iterator link parameters for a program: EINVAL for a program that is no iterator. */
+  #iterProg(prog: BpfProg, opts: { order?: string; cgroup?: string }): { cgroup: { order: BpfCgroupIterOrder; path?: string } } | undefined {
+    if (prog.sec.family !== 'iter') throw bpfError('EINVAL', `prog ${prog.id} (${prog.section}) is not an iterator program (cgroup_view or iter/cgroup)`);
+    return prog.sec.iterTarget === 'cgroup' ? { cgroup: this.#iterParams(opts) } : undefined;
+  }
+
+  #iterPinProg(prog: BpfProg, pinPath: string, opts: { order?: string; cgroup?: string }): void {
+    const link = bpfIterLinkCreate(this.kernel, prog, this.#iterProg(prog, opts));
+    try {
+      this.bpffs.pin(pinPath, link.object);
+    } finally {
+      link.close();
+    }
   }
 
   async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<{ linkId: number; progId: number; target: string }> {
@@ -275,14 +297,8 @@ export class Engine implements VfsBackend {
     try {
       const prog = [...coll.programs.values()].map((h) => h.object).find((p) => p.sec.family === 'iter');
       if (prog === undefined) throw bpfError('EINVAL', `${filename} has no iterator program (cgroup_view or iter/cgroup)`);
-      const params = prog.sec.iterTarget === 'cgroup' ? { cgroup: this.#iterParams(opts) } : undefined;
-      const link = bpfIterLinkCreate(this.kernel, prog, params);
-      try {
-        this.bpffs.pin(pinPath, link.object);
-        return { linkId: link.object.id, progId: prog.id, target: (link.object as BpfIterLink).target };
-      } finally {
-        link.close();
-      }
+      this.#iterPinProg(prog, pinPath, opts);
+      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: prog.id, target: (l as BpfIterLink).target }));
     } finally {
       coll.close();
     }
@@ -333,6 +349,8 @@ export class Engine implements VfsBackend {
         return void (await this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts));
       case 'progLoadAll':
         return void (await this.#progLoadAll(rec.filename, rec.source, rec.dir));
+      case 'iterPinProg':
+        return this.#with(this.#object<BpfProg>('prog', rec.prog), (p) => this.#iterPinProg(p, rec.pinPath, rec.opts));
       case 'progLoad':
         return void (await this.#progLoad(rec.filename, rec.source, rec.path));
       case 'mapCreate':

@@ -45,6 +45,7 @@ export type JournalRecord = (
   | { op: 'chmod'; path: string; mode: number }
   | { op: 'iterPin'; filename: string; source: string; pinPath: string; opts: { order?: string; cgroup?: string } }
   | { op: 'progLoadAll'; filename: string; source: string; dir: string }
+  | { op: 'iterPinProg'; prog: Ref; pinPath: string; opts: { order?: string; cgroup?: string } }
   | { op: 'progLoad'; filename: string; source: string; path: string }
   | { op: 'mapCreate'; path: string; spec: Record<string, unknown> }
   | { op: 'objPin'; kind: 'prog' | 'map' | 'link'; ref: Ref; path: string }
