@@ -387,9 +387,10 @@ export class Engine implements VfsBackend {
   #object<T extends BpfObject = BpfObject>(kind: ObjectKind, ref: ObjRef): Handle<T> {
     if ('id' in ref) return this.kernel.getById<T>(kind, ref.id);
     const h = this.bpffs.get(ref.pinned);
-    if (h.object.kind !== kind) {
+    const found = h.object.kind;
+    if (found !== kind) {
       h.close();
-      throw bpfError('EINVAL', `${ref.pinned} is a pinned ${h.object.kind}, not a ${kind}`);
+      throw bpfError('EINVAL', `${ref.pinned} is a pinned ${found}, not a ${kind}`);
     }
     return h as Handle<T>;
   }
