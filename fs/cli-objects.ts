@@ -6,7 +6,6 @@
  */
 import path from 'node:path';
 import { BpfError, bpfError } from '../uapi';
-import { formatEntryPlain } from '../progs';
 import { controlCall } from './control/client';
 import { listMounts, DEFAULT_STATE_ROOT, type MountInfo } from './control/registry';
 import { insideMount, mountOf } from './cli-daemon';
@@ -78,7 +77,17 @@ async function send<T>(req: Request, mount: string | undefined): Promise<{ value
 }
 
 const hexLine = (bytes: string[]): string => bytes.map((b) => b.slice(2)).join(' ');
-const bytesOf = (hex: string[]): Uint8Array => Uint8Array.from(hex, (b) => parseInt(b, 16));
+
+/**
+ * bpftool's print_entry_plain (progs' formatEntryPlain, redone here so the CLI does not load the
+ * object model): hex bytes, a double space every 8, a line every 16; one line when both are short.
+ */
+export function entryPlain(key: string[], value: string[]): string {
+  const hex = (b: string[]): string => b.map((x, i) => `${i === 0 ? '' : i % 16 === 0 ? '\n' : i % 8 === 0 ? '  ' : ' '}${x.slice(2)}`).join('');
+  const breakNames = key.length > 16 || value.length > 16;
+  const singleLine = key.length + value.length <= 24 && !breakNames;
+  return `key:${breakNames ? '\n' : ' '}${hex(key)}${singleLine ? '  ' : '\n'}value:${breakNames ? '\n' : ' '}${hex(value)}`;
+}
 
 type Entry = { key: string[]; value: string[]; cgroup?: string; formatted?: { key?: unknown; value: unknown } };
 
@@ -87,7 +96,7 @@ function printEntry(o: Opts, e: Entry): void {
   const keyPart = e.cgroup !== undefined ? { cgroup: e.cgroup } : e.formatted?.key !== undefined ? { key: e.formatted.key } : { key: hexLine(e.key) };
   if (e.formatted !== undefined) return o.out(JSON.stringify({ ...keyPart, value: e.formatted.value }, null, 4));
   if (e.cgroup !== undefined) return o.out(`cgroup: ${e.cgroup}  value: ${hexLine(e.value)}`);
-  o.out(formatEntryPlain(bytesOf(e.key), bytesOf(e.value)).trimEnd());
+  o.out(entryPlain(e.key, e.value));
 }
 
 function printProgs(o: Opts, progs: ProgShow[]): void {

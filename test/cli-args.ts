@@ -14,7 +14,8 @@ import {
 } from '../fs/cli-args';
 import { runCli } from '../fs/cli';
 import { cgroupPath, dataBytes, mapSpec, mountPath, objRef, updateFlags, attachMode, hexBytes } from '../fs/engine/requests';
-import { ValueSchema } from '../progs';
+import { ValueSchema, formatEntryPlain } from '../progs';
+import { entryPlain } from '../fs/cli-objects';
 
 const pin = (raw: string): MountPath => new MountPath(raw);
 
@@ -142,5 +143,14 @@ t.test('arguments that are not valid text are refused before anything is sent', 
     const code = await runCli(['map', 'show', bad], { stdout: () => undefined, stderr: (s) => void (err += s) });
     t.equal(code, 1);
     t.equal(err, 'Error: argument 3 is not valid UTF-8 (EINVAL)\n');
+  }
+});
+
+t.test("a looked-up element without types prints as bpftool's print_entry_plain (progs' formatEntryPlain)", async (t) => {
+  const hex = (b: Uint8Array): string[] => Array.from(b, (x) => `0x${x.toString(16).padStart(2, '0')}`);
+  for (const [k, v] of [[4, 8], [4, 24], [20, 4], [8, 16]] as const) {
+    const key = Uint8Array.from({ length: k }, (_, i) => i);
+    const value = Uint8Array.from({ length: v }, (_, i) => 255 - i);
+    t.equal(entryPlain(hex(key), hex(value)), formatEntryPlain(key, value).trimEnd(), `key ${k}, value ${v}`);
   }
 });
