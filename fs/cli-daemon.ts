@@ -94,12 +94,12 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
   throw bpfError('ETIMEDOUT', `the daemon did not come up in 30 s; see ${path.join(stateDir, 'daemon.log')}`);
 }
 
-/** Why a background daemon exited: the `Error: CODE: ...` line it printed last, as its BpfError. */
+/** Why a background daemon exited: the `Error: ... (CODE)` line it printed last, as its BpfError. */
 async function daemonFailure(log: string, status: number): Promise<BpfError> {
   const text = await readFile(log, 'utf8').catch(() => '');
   const last = text.split('\n').reverse().find((l) => l.startsWith('Error: '));
-  const m = last === undefined ? null : /^Error: ([A-Z0-9]+): (.*)$/.exec(last);
-  if (m !== null && m[1]! in ERRNO) return new BpfError(m[1] as ErrnoName, m[2]!);
+  const m = last === undefined ? null : /^Error: (.*) \(([A-Z0-9]+)\)$/.exec(last);
+  if (m !== null && m[2]! in ERRNO) return new BpfError(m[2] as ErrnoName, m[1]!);
   return bpfError('EIO', `the daemon exited (${status}); see ${log}`);
 }
 

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 /**
  * The vbpffs command line, in bpftool's grammar: `vbpffs [-j|-p] OBJECT COMMAND ARGS`, keywords may be
- * abbreviated, errors go to stderr as `Error: ...` (or `{"error": ...}` with -j). `mount` starts a
- * daemon; the object commands (prog, map, link, iter) talk to the daemon of the mount their path is
- * in, over its control socket.
+ * abbreviated, errors go to stderr as `Error: <what> (<ERRNO>)` (or `{"error": "<what> (<ERRNO>)"}`
+ * with -j) and exit 1. `mount` starts a daemon; the object commands (prog, map, link, iter, cgroup
+ * show|attach|detach|run) talk to the daemon of the mount their path is in, over its control socket.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { BpfError, fromSystemError } from '../uapi';
+import { BpfError, bpfError, fromSystemError } from '../uapi';
 import { HostCgroupSource, type KernfsNode } from '../tags';
 import { mountBackground, mountForeground, parseMountArgs, status, umount } from './cli-daemon';
 import { objectCommand, printStatus } from './cli-objects';
+import { keyword } from './cli-args';
 
 export interface Opts {
   json: boolean;
@@ -30,26 +31,42 @@ const USAGE = `Usage: vbpffs [-j|-p] OBJECT COMMAND
                     [--foreground] [--allow-other]
        vbpffs umount MOUNTPOINT
        vbpffs status
-       vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]
-                    ORDER := { descendants_pre | descendants_post | ancestors_up | self_only | children }
+       vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]      OBJ := { FILE | pinned PATH }
+       vbpffs prog { show | list } [PROG]
+       vbpffs prog load OBJ PATH          pins the object file's first program at PATH
        vbpffs prog loadall OBJ DIR
-       vbpffs prog show [mount MOUNTPOINT]
-       vbpffs map show [mount MOUNTPOINT]
-       vbpffs map dump id ID [mount MOUNTPOINT]
-       vbpffs link show [mount MOUNTPOINT]
-       vbpffs cgroup tree [PATH]   the host's cgroup2 hierarchy (ids are inode numbers)
+       vbpffs prog pin PROG PATH
+       vbpffs map { show | list } [MAP]
+       vbpffs map create PATH type TYPE key KEY_SIZE value VALUE_SIZE entries MAX_ENTRIES name NAME
+                    [flags FLAGS] [key_type TYPE_DESC] [value_type TYPE_DESC]
+       vbpffs map dump MAP
+       vbpffs map lookup MAP key DATA
+       vbpffs map update MAP key DATA value VALUE [UPDATE_FLAGS]
+       vbpffs map delete MAP key DATA
+       vbpffs map getnext MAP [key DATA]
+       vbpffs map pin MAP PATH
+       vbpffs link { show | list } [LINK]
+       vbpffs link pin LINK PATH
+       vbpffs link update LINK PROG
+       vbpffs link detach LINK
+       vbpffs cgroup show CGROUP [effective]
+       vbpffs cgroup attach CGROUP ATTACH_TYPE PROG [multi | override]
+       vbpffs cgroup detach CGROUP ATTACH_TYPE PROG
+       vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]   fires the hook once
+       vbpffs cgroup tree [PATH]          the host's cgroup2 hierarchy (ids are inode numbers)
        vbpffs version
+       PROG := { id PROG_ID | pinned PATH }   MAP := { id MAP_ID | pinned PATH }   LINK := { id LINK_ID | pinned PATH }
+       DATA := { [hex] BYTES | json JSON | cgroup CGROUP }   VALUE := { [hex] BYTES | json JSON }
+       UPDATE_FLAGS := { any | noexist | exist }
+       TYPE := { hash | array | cgroup_storage | cgrp_storage | task_storage | sk_storage | inode_storage }
+       TYPE_DESC := { u8 | u16 | u32 | u64 | s8 | ... | JSON such as '{"count":"u64","hist":["u32",4]}' }
+       ORDER := { descendants_pre | descendants_post | ancestors_up | self_only | children }
+       CGROUP := a path in the mount's cgroup hierarchy (/system.slice) or under its cgroup2 mount
+       Commands that name no path in a mount go to the only running mount, or to [mount MOUNTPOINT].
 Options: -j, --json   JSON output; -p, --pretty   pretty JSON
 `;
 
-/** bpftool's keyword matching: any unambiguous prefix. */
-export function keyword(word: string | undefined, choices: string[]): string {
-  if (word === undefined) throw new BpfError('EINVAL', `expected one of: ${choices.join(', ')}`);
-  const hits = choices.filter((c) => c.startsWith(word));
-  if (hits.length === 1) return hits[0]!;
-  if (hits.includes(word)) return word;
-  throw new BpfError('EINVAL', hits.length === 0 ? `unknown keyword '${word}'` : `ambiguous keyword '${word}': ${hits.join(', ')}`);
-}
+export { keyword };
 
 async function cgroupTree(args: string[], o: Opts): Promise<void> {
   const source = await HostCgroupSource.open({ reconcileIntervalMs: 0 });
@@ -75,7 +92,17 @@ function packageJson(): string {
   }
 }
 
+/**
+ * Arguments must be well-formed text: invalid UTF-8 reaches us as U+FFFD (how Node decodes argv),
+ * a lone surrogate only in-process. Refused before anything is sent.
+ */
+function checkText(argv: string[]): void {
+  const bad = argv.findIndex((a) => /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]|\uFFFD/.test(a));
+  if (bad >= 0) throw bpfError('EINVAL', `argument ${bad + 1} is not valid UTF-8`);
+}
+
 async function dispatch(argv: string[], o: Opts): Promise<void> {
+  checkText(argv);
   const args = argv.filter((a) => {
     if (a === '-j' || a === '--json') return !(o.json = true);
     if (a === '-p' || a === '--pretty') return !(o.json = o.pretty = true);
@@ -104,9 +131,9 @@ async function dispatch(argv: string[], o: Opts): Promise<void> {
     case 'status':
       return printStatus(await status(), o);
     case 'cgroup': {
-      const command = keyword(args[1] ?? 'tree', ['tree']);
-      if (command === 'tree') await cgroupTree(args.slice(2), o);
-      return;
+      const command = keyword(args[1] ?? 'tree', ['tree', 'show', 'list', 'attach', 'detach', 'run']);
+      if (command === 'tree') return cgroupTree(args.slice(2), o);
+      return objectCommand('cgroup', args.slice(1), o);
     }
     default:
       return objectCommand(object, args.slice(1), o);
@@ -121,8 +148,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return 0;
   } catch (e) {
     const err = e instanceof BpfError ? e : fromSystemError(e, 'vbpffs');
-    if (o.json) io.stdout(`${JSON.stringify({ error: err.message })}\n`);
-    else io.stderr(`Error: ${err.message}\n`);
+    const what = `${err.message.replace(/^[A-Z0-9]+: /, '')} (${err.code})`;
+    if (o.json) io.stdout(`${JSON.stringify({ error: what })}\n`);
+    else io.stderr(`Error: ${what}\n`);
     return 1;
   }
 }

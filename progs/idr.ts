@@ -26,6 +26,18 @@ export class IdTable<T> {
     return id;
   }
 
+  /**
+   * Where the next allocation starts looking. A restarted daemon replaying its journal sets it
+   * back to what it was when each record was made, so replayed objects get the ids they had.
+   */
+  get cursor(): number {
+    return this.next;
+  }
+
+  set cursor(id: number) {
+    if (Number.isSafeInteger(id) && id >= 1 && id < this.end) this.next = id;
+  }
+
   remove(id: number): void {
     this.live.delete(id);
   }

@@ -1,9 +1,13 @@
 /** The CLI's side of the control socket: one request, one reply. */
 import net from 'node:net';
 import { bpfError, BpfError, type ErrnoName } from '../../uapi';
-import type { ControlReply } from './protocol';
+import { MAX_REQUEST_BYTES, type ControlReply } from './protocol';
 
+/** Sends one request and resolves with its value; a request over the protocol's limit is E2BIG, unsent. */
 export async function controlCall<T = unknown>(socketPath: string, method: string, args: unknown[] = [], timeoutMs = 30_000): Promise<T> {
+  const line = JSON.stringify({ method, args }) + '\n';
+  const size = Buffer.byteLength(line);
+  if (size > MAX_REQUEST_BYTES) throw bpfError('E2BIG', `the arguments are too long: ${size} bytes, the control protocol takes at most ${MAX_REQUEST_BYTES}`);
   return new Promise<T>((resolve, reject) => {
     const conn = net.connect(socketPath);
     let buf = '';
@@ -27,6 +31,6 @@ export async function controlCall<T = unknown>(socketPath: string, method: strin
       if ('error' in reply) reject(new BpfError(reply.error.code as ErrnoName, reply.error.message.replace(/^[A-Z0-9]+: /, '')));
       else resolve(reply.value as T);
     });
-    conn.write(JSON.stringify({ method, args }) + '\n');
+    conn.write(line);
   });
 }

@@ -11,12 +11,25 @@ import { MAX_REQUEST_BYTES, type ControlReply, type ControlRequest } from './pro
 /** The methods a client may call, with how many arguments each takes at most. */
 const METHODS: Readonly<Record<string, number>> = {
   status: 0,
-  progShow: 0,
-  mapShow: 0,
-  linkShow: 0,
+  progShow: 1,
+  mapShow: 1,
+  linkShow: 1,
   mapDump: 1,
   progLoadAll: 2,
+  progLoad: 2,
   iterPin: 3,
+  mapCreate: 2,
+  objPin: 3,
+  mapLookup: 2,
+  mapUpdate: 4,
+  mapDelete: 2,
+  mapGetNext: 2,
+  linkUpdate: 2,
+  linkDetach: 1,
+  cgroupAttach: 4,
+  cgroupDetach: 3,
+  cgroupShow: 2,
+  cgroupRun: 3,
   shutdown: 0,
 };
 

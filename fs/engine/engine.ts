@@ -10,14 +10,38 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
-import { bpfError, BpfCgroupIterOrder } from '../../uapi';
+import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
 import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode } from '../../tags';
-import { Kernel, loadCollection, mapDumpJson, verify, type BpfMap, type BpfObject, type BpfProg, type Collection } from '../../progs';
+import {
+  CGROUP_ATTACH_TYPES,
+  Handle,
+  Kernel,
+  bpfLinkDetach,
+  bpfLinkUpdate,
+  cgroupAttachType,
+  cgroupBpfAttach,
+  cgroupBpfDetach,
+  cgroupBpfQuery,
+  cgroupBpfRunFilter,
+  cgroupGetFromFd,
+  checkProgAttachType,
+  createMap,
+  loadCollection,
+  mapDumpJson,
+  verify,
+  type BpfMap,
+  type BpfObject,
+  type BpfProg,
+  type Collection,
+  type JsonMapEntry,
+  type ObjectKind,
+} from '../../progs';
 import { bpfIterLinkCreate, type BpfIterLink } from '../../iter';
 import { Bpffs, type OpenFile } from '../bpffs';
 import type { VfsBackend, VfsStat, VfsStatfs } from '../fuse/backend';
 import { simPreset } from './sim-preset';
-import { Journal, type JournalRecord } from '../state/journal';
+import { Journal, type IdCursors, type JournalRecord } from '../state/journal';
+import { attachMode, cgroupPath, dataBytes, hexBytes, mapSpec, mountPath, objRef, toHex, updateFlags, type ObjRef } from './requests';
 
 const debug = createDebug('vbpffs:fs');
 
@@ -62,6 +86,27 @@ export interface LinkShow {
   prog_id: number;
   info: string;
 }
+
+/** `cgroup show`: one attached program (bpftool's columns). */
+export interface CgroupShow {
+  id: number;
+  attach_type: string;
+  attach_flags?: string;
+  name: string;
+}
+
+/** `cgroup run`: each program's return (or fault) in run order, and what the hook decided. */
+export interface CgroupRun {
+  progs: { id: number; name: string; ret: number; fault?: string }[];
+  retval: number;
+  verdict: string;
+  flags: number;
+}
+
+/** A key as the engine resolved it: bytes, or the cgroup that owns a local storage value. */
+type Key = { bytes: Uint8Array; rec: { hex: string } } | { cgroup: KernfsNode; rec: { cgroup: string } };
+
+const LOCAL_STORAGE = new Set<BpfMapType>([BpfMapType.CGRP_STORAGE]);
 
 export interface EngineStatus {
   source: { kind: string; mountPoint: string; cgroups: number };
@@ -194,7 +239,8 @@ export class Engine implements VfsBackend {
   async progLoadAll(objectFile: string, dir: string): Promise<{ name: string; id: number; path: string }[]> {
     const source = await readObjectFile(objectFile);
     verify({ source, filename: objectFile }); // a file the verifier refuses is not recorded
-    await this.#journal?.append({ op: 'progLoadAll', filename: objectFile, source, dir });
+    mountPath(dir, 'DIR');
+    await this.#journal?.append({ op: 'progLoadAll', filename: objectFile, source, dir, ids: this.#ids() });
     return this.#progLoadAll(objectFile, source, dir);
   }
 
@@ -216,11 +262,34 @@ export class Engine implements VfsBackend {
    * `vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]`: loads an object file, makes an
    * iterator link of its first iterator program (cgroup_view or iter/cgroup) and pins it at PATH.
    */
-  async iterPin(objectFile: string, pinPath: string, opts: { order?: string; cgroup?: string } = {}): Promise<{ linkId: number; progId: number; target: string }> {
-    const source = await readObjectFile(objectFile);
-    verify({ source, filename: objectFile });
-    await this.#journal?.append({ op: 'iterPin', filename: objectFile, source, pinPath, opts });
-    return this.#iterPin(objectFile, source, pinPath, opts);
+  async iterPin(obj: unknown, pinPath: string, opts: { order?: string; cgroup?: string } = {}): Promise<{ linkId: number; progId: number; target: string }> {
+    mountPath(pinPath);
+    if (typeof obj !== 'string') {
+      // `iter pin pinned PATH`: an iterator link of a program already loaded.
+      const prog = objRef(obj, 'prog');
+      this.#with(this.#object<BpfProg>('prog', prog), (p) => this.#iterProg(p, opts));
+      await this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids: this.#ids() }, true);
+      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
+    }
+    const source = await readObjectFile(obj);
+    verify({ source, filename: obj });
+    await this.#journal?.append({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() });
+    return this.#iterPin(obj, source, pinPath, opts);
+  }
+
+  /** The iterator link parameters for a program: EINVAL for a program that is no iterator. */
+  #iterProg(prog: BpfProg, opts: { order?: string; cgroup?: string }): { cgroup: { order: BpfCgroupIterOrder; path?: string } } | undefined {
+    if (prog.sec.family !== 'iter') throw bpfError('EINVAL', `prog ${prog.id} (${prog.section}) is not an iterator program (cgroup_view or iter/cgroup)`);
+    return prog.sec.iterTarget === 'cgroup' ? { cgroup: this.#iterParams(opts) } : undefined;
+  }
+
+  #iterPinProg(prog: BpfProg, pinPath: string, opts: { order?: string; cgroup?: string }): void {
+    const link = bpfIterLinkCreate(this.kernel, prog, this.#iterProg(prog, opts));
+    try {
+      this.bpffs.pin(pinPath, link.object);
+    } finally {
+      link.close();
+    }
   }
 
   async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<{ linkId: number; progId: number; target: string }> {
@@ -228,23 +297,36 @@ export class Engine implements VfsBackend {
     try {
       const prog = [...coll.programs.values()].map((h) => h.object).find((p) => p.sec.family === 'iter');
       if (prog === undefined) throw bpfError('EINVAL', `${filename} has no iterator program (cgroup_view or iter/cgroup)`);
-      const params = prog.sec.iterTarget === 'cgroup' ? { cgroup: this.#iterParams(opts) } : undefined;
-      const link = bpfIterLinkCreate(this.kernel, prog, params);
-      try {
-        this.bpffs.pin(pinPath, link.object);
-        return { linkId: link.object.id, progId: prog.id, target: (link.object as BpfIterLink).target };
-      } finally {
-        link.close();
-      }
+      this.#iterPinProg(prog, pinPath, opts);
+      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: prog.id, target: (l as BpfIterLink).target }));
     } finally {
       coll.close();
     }
   }
 
-  /** Records an operation, then makes it (see state/journal.ts for why in that order). */
-  async #apply(rec: JournalRecord): Promise<void> {
-    await this.#journal?.append(rec);
-    await this.#make(rec);
+  /**
+   * Records an operation, then makes it (see state/journal.ts for why in that order). An atomic one
+   * that fails (it changed nothing) is marked failed in the journal, so replay skips it.
+   */
+  async #apply(rec: JournalRecord, atomic = false): Promise<void> {
+    const index = await this.#journal?.append(rec);
+    try {
+      await this.#make(rec);
+    } catch (e) {
+      if (atomic && index !== undefined) await this.#journal!.append({ op: 'failed', index });
+      throw e;
+    }
+  }
+
+  /** Where the id tables allocate next: recorded with operations that create objects. */
+  #ids(): IdCursors {
+    return { prog: this.kernel.progIdr.cursor, map: this.kernel.mapIdr.cursor, link: this.kernel.linkIdr.cursor };
+  }
+
+  #seek(ids: IdCursors): void {
+    this.kernel.progIdr.cursor = ids.prog;
+    this.kernel.mapIdr.cursor = ids.map;
+    this.kernel.linkIdr.cursor = ids.link;
   }
 
   async #make(rec: JournalRecord): Promise<void> {
@@ -267,7 +349,71 @@ export class Engine implements VfsBackend {
         return void (await this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts));
       case 'progLoadAll':
         return void (await this.#progLoadAll(rec.filename, rec.source, rec.dir));
+      case 'iterPinProg':
+        return this.#with(this.#object<BpfProg>('prog', rec.prog), (p) => this.#iterPinProg(p, rec.pinPath, rec.opts));
+      case 'progLoad':
+        return void (await this.#progLoad(rec.filename, rec.source, rec.path));
+      case 'mapCreate':
+        return this.#with(createMap(this.kernel, mapSpec(rec.spec)), (m) => this.bpffs.pin(rec.path, m));
+      case 'objPin':
+        return this.#with(this.#object(rec.kind, rec.ref), (o) => this.bpffs.pin(rec.path, o));
+      case 'mapUpdate':
+        return this.#with(this.#object<BpfMap>('map', rec.map), (m) => m.updateElem(this.#recKey(rec.key), hexBytes(rec.value), rec.flags));
+      case 'mapDelete':
+        return this.#with(this.#object<BpfMap>('map', rec.map), (m) => m.deleteElem(this.#recKey(rec.key)));
+      case 'linkUpdate':
+        return this.#with(this.#object('link', rec.link), (l) => this.#with(this.#object<BpfProg>('prog', rec.prog), (p) => bpfLinkUpdate(l as never, p)));
+      case 'linkDetach':
+        return this.#with(this.#object('link', rec.link), (l) => bpfLinkDetach(l as never));
+      case 'cgroupAttach':
+        return this.#with(this.#object<BpfProg>('prog', rec.prog), (p) => cgroupBpfAttach(this.kernel, rec.cgroup, rec.attachType, p, { flags: rec.flags }));
+      case 'cgroupDetach':
+        return this.#with(this.#object<BpfProg>('prog', rec.prog), (p) => cgroupBpfDetach(this.kernel, rec.cgroup, rec.attachType, p));
+      case 'failed':
+        return;
     }
+  }
+
+  /** Runs fn on a handle's object and closes the handle, whatever happens. */
+  #with<T extends BpfObject, R>(h: Handle<T>, fn: (o: T) => R): R {
+    try {
+      return fn(h.object);
+    } finally {
+      h.close();
+    }
+  }
+
+  /** PROG, MAP or LINK: a new handle on the object by id or by its pin; EINVAL for another kind. */
+  #object<T extends BpfObject = BpfObject>(kind: ObjectKind, ref: ObjRef): Handle<T> {
+    if ('id' in ref) return this.kernel.getById<T>(kind, ref.id);
+    const h = this.bpffs.get(ref.pinned);
+    const found = h.object.kind;
+    if (found !== kind) {
+      h.close();
+      throw bpfError('EINVAL', `${ref.pinned} is a pinned ${found}, not a ${kind}`);
+    }
+    return h as Handle<T>;
+  }
+
+  #recKey(key: { hex: string } | { cgroup: string }): unknown {
+    return 'hex' in key ? hexBytes(key.hex) : cgroupGetFromFd(this.kernel, key.cgroup);
+  }
+
+  /** A key from the CLI: bytes of the map's key size, JSON by its key type, or a cgroup (local storage). */
+  #key(map: BpfMap, arg: unknown): Key {
+    if (typeof arg === 'object' && arg !== null && 'cgroup' in arg) {
+      if (!LOCAL_STORAGE.has(map.type)) throw bpfError('EINVAL', `map ${map.id} (${map.typeName}) is not keyed by cgroup`);
+      const cgroup = cgroupGetFromFd(this.kernel, cgroupPath(arg.cgroup, this.source.mountPoint));
+      return { cgroup, rec: { cgroup: cgroup.path } };
+    }
+    if (LOCAL_STORAGE.has(map.type)) throw bpfError('EINVAL', `map ${map.id} (${map.typeName}) is keyed by cgroup: give the key as 'cgroup PATH'`);
+    const bytes = dataBytes(arg, map.keySchema, 'key', map.id);
+    if (bytes.length !== map.keySize) throw bpfError('EINVAL', `map ${map.id}: the key is ${map.keySize} bytes, got ${bytes.length}`);
+    return { bytes, rec: { hex: toHex(bytes) } };
+  }
+
+  #keyValue(k: Key): unknown {
+    return 'bytes' in k ? k.bytes : k.cgroup;
   }
 
   /** Replays the journal of a previous run on this state directory. */
@@ -276,7 +422,10 @@ export class Engine implements VfsBackend {
     const { records, damaged } = await this.#journal.load();
     this.replay = { records: records.length, failed: [], damaged };
     if (damaged !== undefined) debug('journal damaged: %s', damaged);
-    for (const rec of records) {
+    const failed = new Set(records.flatMap((r) => (r.op === 'failed' ? [r.index] : [])));
+    for (const [i, rec] of records.entries()) {
+      if (failed.has(i) || rec.op === 'failed') continue;
+      if (rec.ids !== undefined) this.#seek(rec.ids);
       try {
         await this.#make(rec);
       } catch (e) {
@@ -287,8 +436,195 @@ export class Engine implements VfsBackend {
     debug('journal replayed: %d records, %d failed', records.length, this.replay.failed.length);
   }
 
-  progShow(): ProgShow[] {
-    return this.kernel.list<BpfProg>('prog').map((p) => ({
+  /**
+   * `vbpffs prog load OBJ PATH` (bpftool's): loads an object file and pins its first program at
+   * PATH; by_name maps are pinned at the mount's root as for loadall.
+   */
+  async progLoad(objectFile: string, pinPath: string): Promise<{ id: number; name: string }> {
+    const source = await readObjectFile(objectFile);
+    verify({ source, filename: objectFile });
+    mountPath(pinPath);
+    const rec: JournalRecord = { op: 'progLoad', filename: objectFile, source, path: pinPath, ids: this.#ids() };
+    await this.#apply(rec, true);
+    return this.#with(this.bpffs.get(pinPath), (p) => ({ id: p.id, name: (p as BpfProg).name }));
+  }
+
+  async #progLoad(filename: string, source: string, pinPath: string): Promise<void> {
+    const coll = await this.#load(filename, source);
+    try {
+      const first = [...coll.programs.values()][0];
+      if (first === undefined) throw bpfError('EINVAL', `${filename} declares no program`);
+      this.bpffs.pin(pinPath, first.object);
+    } finally {
+      coll.close();
+    }
+  }
+
+  /**
+   * `vbpffs map create PATH type TYPE key N value N entries N name NAME [flags F]`: creates a map and
+   * pins it. The spec is tried first (createMap's checks), so a refused one is never journalled.
+   */
+  async mapCreate(pinPath: string, args: unknown): Promise<{ id: number }> {
+    mountPath(pinPath);
+    const spec = mapSpec(args);
+    const ids = this.#ids();
+    createMap(this.kernel, spec).close();
+    this.#seek(ids); // the trial's id is free again: the real map takes it, as replay will
+    await this.#apply({ op: 'mapCreate', path: pinPath, spec: args as Record<string, unknown>, ids }, true);
+    return this.#with(this.bpffs.get(pinPath), (m) => ({ id: m.id }));
+  }
+
+  /** `vbpffs prog|map|link pin REF PATH`: BPF_OBJ_PIN of an object found by id or by another pin. */
+  async objPin(kind: 'prog' | 'map' | 'link', ref: unknown, pinPath: string): Promise<null> {
+    if (kind !== 'prog' && kind !== 'map' && kind !== 'link') throw bpfError('EINVAL', `cannot pin a '${String(kind)}'`);
+    const r = objRef(ref, kind);
+    this.#object(kind, r).close();
+    await this.#apply({ op: 'objPin', kind, ref: r, path: mountPath(pinPath) }, true);
+    return null;
+  }
+
+  /** `vbpffs map lookup MAP key KEY`: the value, with its JSON when the map has a value type. */
+  mapLookup(ref: unknown, key: unknown): JsonMapEntry & { cgroup?: string } {
+    return this.#with(this.#object<BpfMap>('map', objRef(ref, 'map')), (m) => {
+      const k = this.#key(m, key);
+      return this.#entry(m, k, m.lookupElem(this.#keyValue(k)));
+    });
+  }
+
+  #entry(m: BpfMap, k: Key, value: Uint8Array): JsonMapEntry & { cgroup?: string } {
+    const hex = (b: Uint8Array): string[] => Array.from(b, (x) => `0x${x.toString(16).padStart(2, '0')}`);
+    const out: JsonMapEntry & { cgroup?: string } = 'bytes' in k ? { key: hex(k.bytes), value: hex(value) } : { key: [], cgroup: k.rec.cgroup, value: hex(value) };
+    if (m.valueSchema !== undefined) {
+      out.formatted = { value: m.valueSchema.toJson(value) };
+      if (m.keySchema !== undefined && 'bytes' in k) out.formatted = { key: m.keySchema.toJson(k.bytes), ...out.formatted };
+    }
+    return out;
+  }
+
+  /**
+   * `vbpffs map update MAP key KEY value VALUE [any|noexist|exist]`. Checked before it is journalled:
+   * the map, the key and value and their sizes, the flag and whether the key exists as it requires.
+   */
+  async mapUpdate(ref: unknown, key: unknown, value: unknown, flags?: unknown): Promise<null> {
+    const r = objRef(ref, 'map');
+    const f = updateFlags(flags);
+    const rec = this.#with(this.#object<BpfMap>('map', r), (m): JournalRecord => {
+      const k = this.#key(m, key);
+      const v = dataBytes(value, m.valueSchema, 'value', m.id);
+      if (v.length !== m.valueSize) throw bpfError('EINVAL', `map ${m.id}: the value is ${m.valueSize} bytes, got ${v.length}`);
+      const exists = this.#exists(m, k);
+      if (f === BPF_NOEXIST && exists) throw bpfError('EEXIST', `map ${m.id} has this key already (noexist)`);
+      if (f === BPF_EXIST && !exists) throw bpfError('ENOENT', `map ${m.id} has no such key (exist)`);
+      return { op: 'mapUpdate', map: r, key: k.rec, value: toHex(v), flags: f };
+    });
+    await this.#apply(rec, true);
+    return null;
+  }
+
+  #exists(m: BpfMap, k: Key): boolean {
+    try {
+      m.lookupElem(this.#keyValue(k));
+      return true;
+    } catch (e) {
+      if (isBpfError(e, 'ENOENT')) return false;
+      throw e;
+    }
+  }
+
+  /** `vbpffs map delete MAP key KEY`: ENOENT for a key that is not there, before anything is journalled. */
+  async mapDelete(ref: unknown, key: unknown): Promise<null> {
+    const r = objRef(ref, 'map');
+    const rec = this.#with(this.#object<BpfMap>('map', r), (m): JournalRecord => {
+      const k = this.#key(m, key);
+      if (m.type === BpfMapType.ARRAY) throw bpfError('EINVAL', `map ${m.id}: array elements cannot be deleted`);
+      if (!this.#exists(m, k)) throw bpfError('ENOENT', `map ${m.id} has no such key`);
+      return { op: 'mapDelete', map: r, key: k.rec };
+    });
+    await this.#apply(rec, true);
+    return null;
+  }
+
+  /** `vbpffs map getnext MAP [key KEY]`: the key after KEY (the first without one). */
+  mapGetNext(ref: unknown, key?: unknown): { key: string[] | null; next_key: string[] } {
+    return this.#with(this.#object<BpfMap>('map', objRef(ref, 'map')), (m) => {
+      const hex = (b: Uint8Array): string[] => Array.from(b, (x) => `0x${x.toString(16).padStart(2, '0')}`);
+      const k = key === undefined || key === null ? null : this.#key(m, key);
+      const next = m.getNextKey(k === null ? null : this.#keyValue(k)) as Uint8Array;
+      return { key: k !== null && 'bytes' in k ? hex(k.bytes) : null, next_key: hex(next) };
+    });
+  }
+
+  /** `vbpffs link update LINK PROG`: BPF_LINK_UPDATE. */
+  async linkUpdate(link: unknown, prog: unknown): Promise<null> {
+    const [l, p] = [objRef(link, 'link'), objRef(prog, 'prog')];
+    this.#object('link', l).close();
+    this.#object('prog', p).close();
+    await this.#apply({ op: 'linkUpdate', link: l, prog: p }, true);
+    return null;
+  }
+
+  /** `vbpffs link detach LINK`: BPF_LINK_DETACH. */
+  async linkDetach(link: unknown): Promise<null> {
+    const l = objRef(link, 'link');
+    this.#object('link', l).close();
+    await this.#apply({ op: 'linkDetach', link: l }, true);
+    return null;
+  }
+
+  /** `vbpffs cgroup attach CGROUP ATTACH_TYPE PROG [multi|override]`: BPF_PROG_ATTACH. */
+  async cgroupAttach(cgroup: unknown, attachType: unknown, prog: unknown, mode?: unknown): Promise<null> {
+    const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
+    const type = cgroupAttachType(String(attachType));
+    const p = objRef(prog, 'prog');
+    const flags = attachMode(mode);
+    this.#with(this.#object<BpfProg>('prog', p), (pr) => checkProgAttachType(pr, type));
+    await this.#apply({ op: 'cgroupAttach', cgroup: cg.path, attachType: cgroupAttachTypeName(type), prog: p, flags }, true);
+    return null;
+  }
+
+  /** `vbpffs cgroup detach CGROUP ATTACH_TYPE PROG`: BPF_PROG_DETACH. */
+  async cgroupDetach(cgroup: unknown, attachType: unknown, prog: unknown): Promise<null> {
+    const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
+    const type = cgroupAttachType(String(attachType));
+    const p = objRef(prog, 'prog');
+    this.#with(this.#object<BpfProg>('prog', p), (pr) => {
+      if (!cgroupBpfQuery(this.kernel, cg, type).progIds.includes(pr.id)) throw bpfError('ENOENT', `prog ${pr.id} is not attached to ${cg.path} at ${cgroupAttachTypeName(type)}`);
+    });
+    await this.#apply({ op: 'cgroupDetach', cgroup: cg.path, attachType: cgroupAttachTypeName(type), prog: p }, true);
+    return null;
+  }
+
+  /** `vbpffs cgroup show CGROUP [effective]`: bpftool's listing, one row per program and attach type. */
+  cgroupShow(cgroup: unknown, effective?: unknown): CgroupShow[] {
+    const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
+    const out: CgroupShow[] = [];
+    for (const type of CGROUP_ATTACH_TYPES) {
+      const q = cgroupBpfQuery(this.kernel, cg, type, { queryFlags: effective === true ? BPF_F_QUERY_EFFECTIVE : 0 });
+      for (const id of q.progIds) {
+        const name = this.#with(this.kernel.getById<BpfProg>('prog', id), (p) => p.name);
+        const row: CgroupShow = { id, attach_type: cgroupAttachTypeName(type), name };
+        if (effective !== true) row.attach_flags = attachFlagsName(q.attachFlags);
+        out.push(row);
+      }
+    }
+    return out;
+  }
+
+  /** `vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]`: fires the hook once, as an event would. */
+  cgroupRun(cgroup: unknown, attachType: unknown, ctx?: unknown): CgroupRun {
+    const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
+    const type = cgroupAttachType(String(attachType));
+    if (ctx !== undefined && (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx))) throw bpfError('EINVAL', 'ctx is a JSON object');
+    const progs: CgroupRun['progs'] = [];
+    const r = cgroupBpfRunFilter(this.kernel, cg, type, (ctx ?? {}) as Record<string, unknown>, (p, ret, fault) => {
+      progs.push({ id: p.id, name: p.name, ret, ...(fault === undefined ? {} : { fault: fault.message }) });
+    });
+    const verdict = r.retval === 0 ? 'allow' : r.retval === -ERRNO.EPERM ? 'deny' : `error ${errnoName(r.retval) ?? r.retval}`;
+    return { progs, retval: r.retval, verdict, flags: r.flags };
+  }
+
+  progShow(ref?: unknown): ProgShow[] {
+    return this.#shown<BpfProg>('prog', ref).map((p) => ({
       id: p.id,
       type: p.type,
       name: p.name,
@@ -303,8 +639,8 @@ export class Engine implements VfsBackend {
     }));
   }
 
-  mapShow(): MapShow[] {
-    return this.kernel.list<BpfMap>('map').map((m) => ({
+  mapShow(ref?: unknown): MapShow[] {
+    return this.#shown<BpfMap>('map', ref).map((m) => ({
       id: m.id,
       type: m.typeName,
       name: m.name,
@@ -315,8 +651,8 @@ export class Engine implements VfsBackend {
     }));
   }
 
-  linkShow(): LinkShow[] {
-    return this.kernel.list<BpfObject & { prog?: BpfProg; fdinfo?: () => string }>('link').map((l) => ({
+  linkShow(ref?: unknown): LinkShow[] {
+    return this.#shown<BpfObject & { prog?: BpfProg; fdinfo?: () => string }>('link', ref).map((l) => ({
       id: l.id,
       type: l.constructor.name,
       prog_id: l.prog?.id ?? 0,
@@ -324,14 +660,15 @@ export class Engine implements VfsBackend {
     }));
   }
 
-  /** `vbpffs map dump id N`: bpftool's JSON dump. */
-  mapDump(id: number): unknown {
-    const h = this.kernel.getById<BpfMap>('map', id);
-    try {
-      return mapDumpJson(h.object);
-    } finally {
-      h.close();
-    }
+  /** Every live object of a kind, or the one a reference names. */
+  #shown<T extends BpfObject>(kind: ObjectKind, ref: unknown): T[] {
+    if (ref === undefined || ref === null) return this.kernel.list<T>(kind);
+    return this.#with(this.#object<T>(kind, objRef(ref, kind)), (o) => [o]);
+  }
+
+  /** `vbpffs map dump MAP`: bpftool's JSON dump. */
+  mapDump(ref: unknown): unknown {
+    return this.#with(this.#object<BpfMap>('map', typeof ref === 'number' ? { id: ref } : objRef(ref, 'map')), (m) => mapDumpJson(m));
   }
 
   status(): EngineStatus {
@@ -373,6 +710,11 @@ export class Engine implements VfsBackend {
     if (order === undefined) throw bpfError('EINVAL', `unknown order '${opts.order}' (${Object.keys(orders).join(', ')})`);
     return { order, path: opts.cgroup ?? '/' };
   }
+}
+
+/** bpftool's attach_flags column: the cgroup's mode for the attach type. */
+function attachFlagsName(flags: number): string {
+  return flags === 0 ? '' : flags === 2 ? 'multi' : flags === 1 ? 'override' : `0x${flags.toString(16)}`;
 }
 
 /** The object file's text, read by the daemon (the CLI resolves the path). */

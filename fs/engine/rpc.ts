@@ -10,6 +10,8 @@ export const ENGINE_METHODS = [
   'getattr', 'readdir', 'readlink', 'mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'create', 'mknod',
   'chmod', 'chown', 'utimens', 'open', 'read', 'release', 'statfs',
   'progLoadAll', 'iterPin', 'progShow', 'mapShow', 'linkShow', 'mapDump', 'status',
+  'progLoad', 'mapCreate', 'objPin', 'mapLookup', 'mapUpdate', 'mapDelete', 'mapGetNext',
+  'linkUpdate', 'linkDetach', 'cgroupAttach', 'cgroupDetach', 'cgroupShow', 'cgroupRun',
 ] as const;
 export type EngineMethod = (typeof ENGINE_METHODS)[number];
 

@@ -65,13 +65,15 @@ function isErrValue(v: number): boolean {
 
 /**
  * Fires a cgroup hook: runs the cgroup's effective array for the attach type with ctx (the cgroup is
- * added as ctx.cgroup) and combines the results. A removed cgroup runs nothing.
+ * added as ctx.cgroup) and combines the results. A removed cgroup runs nothing. onRun, when given,
+ * sees each program's own return (or fault) as it runs: what `vbpffs cgroup run` prints.
  */
 export function cgroupBpfRunFilter(
   kernel: Kernel,
   cgroup: KernfsNode,
   type: BpfAttachType | string,
   ctx: Readonly<Record<string, unknown>> = {},
+  onRun?: (prog: BpfProgArrayItem['prog'], ret: number, fault: BpfError | undefined) => void,
 ): CgroupRunResult {
   const attachType = cgroupAttachType(type);
   const result: CgroupRunResult = { retval: 0, flags: 0, runs: 0, faults: 0, lastFault: undefined };
@@ -88,14 +90,16 @@ export function cgroupBpfRunFilter(
       const item = array[i]!;
       runCtx.item = item;
       let ret: number;
+      let fault: BpfError | undefined;
       try {
         ret = item.prog.run(progCtx);
       } catch (e) {
         result.faults++;
-        result.lastFault = fromSystemError(e, `prog ${item.prog.id}`);
+        result.lastFault = fault = fromSystemError(e, `prog ${item.prog.id}`);
         ret = 0;
       }
       result.runs++;
+      onRun?.(item.prog, ret, fault);
       if (retFlags) {
         result.flags |= ret >>> 1;
         ret &= 1;
