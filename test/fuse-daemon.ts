@@ -15,6 +15,8 @@ import { isMountPoint } from '../fs/daemon';
 import { fuseSkipReason } from './harness/mount';
 
 const run = promisify(execFile);
+// A dozen children of the TypeScript loader, two daemons: on a loaded host, past the default file timeout.
+t.setTimeout(600_000);
 const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
 
 t.test('vbpffs mount / umount as processes', async (t) => {
