@@ -233,7 +233,8 @@ export class Model {
       if (tag.inherit.freed) fail('tags', `directory ino ${dir.ino} shares a freed inherit list`);
       holders.set(tag.inherit, (holders.get(tag.inherit) ?? 0) + 1);
       const parent = dir.parent;
-      if (parent !== null && parent.tag !== null && parent.tag.inherit === tag.inherit && !this.moved.has(dir)) {
+      // A leftover of a removed cgroup keeps its tag when its parent is taken over by a new cgroup of that name.
+      if (parent !== null && parent.tag !== null && parent.tag.inherit === tag.inherit && !this.moved.has(dir) && !tag.node.dying) {
         if (tag.node.name !== dir.name || tag.node.parent !== parent.tag.node) {
           fail('tags', `directory ${dir.name} (ino ${dir.ino}) is tagged with cgroup ${tag.node.path} under ${parent.tag.node.path}`);
         }
@@ -287,8 +288,11 @@ export class Model {
    */
   checkRefs(tree: TreeFacts): void {
     const want = this.expectedRefs(tree);
+    // Released first: a holder that should have gone makes the counts of what it holds wrong too.
     for (const [o, n] of want) {
       if (n === 0 && !o.released) fail('released', `${o.kind} ${o.id} has no holder but is not released (${o.refs} refs)`);
+    }
+    for (const [o, n] of want) {
       if (n > 0 && o.refs !== n) fail('refs', `${o.kind} ${o.id} has ${o.refs} references, its holders account for ${n}`);
     }
     for (const kind of ['prog', 'map', 'link'] as const) {
@@ -387,7 +391,8 @@ export class Model {
         if (o.nrElems !== want) fail('storage', `cgrp_storage map ${o.id}${o.released ? ' (freed)' : ''} has ${o.nrElems} elements, expected ${want}`);
         for (const c of this.cgrpKeys.get(o) ?? []) {
           if (c.released) fail('storage', `the model expects storage of map ${o.id} on released cgroup ${c.id}`);
-          if (!o.released && !hasElem(o, c)) fail('storage', `cgrp_storage map ${o.id} has no element for cgroup ${c.id}`);
+          // A removed cgroup keeps its storage until released, but no key names it any more (ENOENT).
+          if (!o.released && !c.dying && !hasElem(o, c)) fail('storage', `cgrp_storage map ${o.id} has no element for cgroup ${c.id}`);
         }
       } else if (o instanceof CgroupStorageMap) {
         const want = o.released ? new Set<string>() : (this.oldKeys.get(o) ?? new Set<string>());

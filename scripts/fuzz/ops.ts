@@ -129,6 +129,16 @@ function liveCgroups(m: Model): KernfsNode[] {
   return m.cgroups.filter((c) => !c.dying);
 }
 
+/** A program that attaches to cgroups (not a cgroup_view or cgroup iterator). */
+function isSkb(p: BpfProg): boolean {
+  return p.section.startsWith('cgroup_skb/') || p.section === 'cgroup/skb';
+}
+
+/** Mostly a live cgroup; now and then any cgroup made, removed or released ones included. */
+function someCgroup(m: Model, r: number): KernfsNode {
+  return (r % 8 === 0 ? pick(m.cgroups, r >>> 3) : pick(liveCgroups(m), r >>> 3))!;
+}
+
 function markMoved(m: Model, dir: DirInode): void {
   m.moved.add(dir);
   for (const e of dir.entries.values()) if (e instanceof DirInode) markMoved(m, e);
@@ -145,12 +155,13 @@ function viewOutput(m: Model, f: ModelFile, text: string): void {
   if (f.link?.target !== 'cgroup_view') return;
   f.out += text;
   const seen = f.prog!.maps.find((x): x is CgrpStorageMap => x instanceof CgrpStorageMap)!;
+  // Any output means the program ran, and its first statement made the storage.
+  if (text.length > 0 && f.view !== null && !seen.released) m.cgrpKeys.get(seen)?.add(f.view);
   for (const line of f.out.split('\n').slice(0, -1)) {
     const id = Number(line.split(' ')[0]);
     if (f.view === null || id !== f.view.id) {
       throw new InvariantError('op', `a view opened in a directory tagged with cgroup ${f.view?.id} printed "${line}"`);
     }
-    if (!seen.released) m.cgrpKeys.get(seen)?.add(f.view);
   }
 }
 
@@ -208,8 +219,12 @@ const OPS: Record<OpKind, Exec> = {
   async cgRmdir(m, r) {
     const c = pick(liveCgroups(m).filter((x) => x.parent !== null), r[0]);
     if (c === undefined) return null;
+    // Directories the user moved stand under names that are not their cgroup's: when the mirror takes
+    // one away with its cgroup, the name it held stays free (the mirror fills only at tag and mkdir).
+    const movedDirs = m.dirs().filter((d) => m.moved.has(d.dir) && d.dir.parent !== null).map((d) => d.dir);
     const res = await attempt(`cgroup rmdir ${c.path}`, () => m.source.rmdir(c.path));
     if (res.ok) m.cgroupRemoved(c);
+    for (const d of movedDirs) if (d.parent!.entries.get(d.name) !== d) exempt(m, d.parent!, d.name);
     return res.desc;
   },
 
@@ -256,8 +271,11 @@ const OPS: Record<OpKind, Exec> = {
     );
     if (d === undefined) return null;
     const parent = d.dir.parent!;
+    const before = [...d.dir.entries.keys()];
     const res = await attempt(`rmdir ${d.path}`, () => m.fs.rmdir(d.path));
     if (res.ok) exempt(m, parent, d.dir.name);
+    // A refused rmdir has still unlinked the inherited files (as in the RFC); the mirror does not remake them.
+    for (const name of before) if (!d.dir.entries.has(name)) exempt(m, d.dir, name);
     return res.desc;
   },
 
@@ -394,11 +412,11 @@ const OPS: Record<OpKind, Exec> = {
 
   async attach(m, r) {
     const prog = pick(
-      progs(m).filter((p) => p.section.startsWith('cgroup')),
+      progs(m).filter((p) => isSkb(p)),
       r[0],
     );
     if (prog === undefined) return null;
-    const cg = pick(m.cgroups, r[1])!;
+    const cg = someCgroup(m, r[1]);
     const idx = r[2] % ATTACH_TYPES.length;
     const type = ATTACH_TYPES[idx]!;
     const flags = pick([0, BPF_F_ALLOW_OVERRIDE, BPF_F_ALLOW_MULTI, BPF_F_ALLOW_MULTI, BPF_F_ALLOW_MULTI | BPF_F_PREORDER], r[3])!;
@@ -414,8 +432,11 @@ const OPS: Record<OpKind, Exec> = {
   },
 
   async detach(m, r) {
-    const cg = pick(m.cgroups, r[0])!;
-    const idx = r[1] % ATTACH_TYPES.length;
+    // Mostly a list the model knows has programs.
+    const attached = [...m.lists].flatMap(([c, l]) => l.map((x, i) => ({ c, i, n: x.entries.length }))).filter((x) => x.n > 0);
+    const at = r[0] % 4 !== 0 ? pick(attached, r[1]) : undefined;
+    const cg = at?.c ?? someCgroup(m, r[0]);
+    const idx = at?.i ?? r[1] % ATTACH_TYPES.length;
     const type = ATTACH_TYPES[idx]!;
     const mine = m.lists.get(cg)?.[idx];
     const prog = r[3] % 8 === 0 ? null : (pick(mine?.entries.filter((e) => e.prog !== null).map((e) => e.prog!) ?? [], r[2]) ?? pick(progs(m, false), r[2]) ?? null);
@@ -432,8 +453,8 @@ const OPS: Record<OpKind, Exec> = {
   async linkCreate(m, r) {
     const prog = pick(progs(m), r[0]);
     if (prog === undefined) return null;
-    const cg = pick(m.cgroups, r[1])!;
-    if (prog.section.startsWith('cgroup')) {
+    const cg = someCgroup(m, r[1]);
+    if (isSkb(prog)) {
       const idx = r[2] % ATTACH_TYPES.length;
       const type = ATTACH_TYPES[idx]!;
       const flags = r[3] % 3 === 0 ? BPF_F_PREORDER : 0;
@@ -469,8 +490,13 @@ const OPS: Record<OpKind, Exec> = {
   },
 
   async linkUpdate(m, r) {
-    const link = pick(links(m), r[0]);
-    const prog = pick(progs(m, false), r[1]);
+    const link = pick(
+      links(m).filter((l) => !l.released || r[3] % 8 === 0),
+      r[0],
+    );
+    // Mostly a program of the link's own section, which the update may take.
+    const same = progs(m, false).filter((p) => link !== undefined && p.section === m.linkProg.get(link)?.section);
+    const prog = r[3] % 4 !== 0 && same.length > 0 ? pick(same, r[1]) : pick(progs(m, false), r[1]);
     if (link === undefined || prog === undefined) return null;
     const replace = r[2] % 3 === 0;
     const opts = replace ? { flags: BPF_F_REPLACE, oldProg: m.linkProg.get(link)! } : {};
@@ -504,7 +530,7 @@ const OPS: Record<OpKind, Exec> = {
   },
 
   async run(m, r) {
-    const cg = pick(m.cgroups, r[0])!;
+    const cg = someCgroup(m, r[0]);
     const idx = r[1] % ATTACH_TYPES.length;
     const type = ATTACH_TYPES[idx]!;
     let ran = 0;

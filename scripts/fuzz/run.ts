@@ -60,8 +60,8 @@ export interface RunResult {
 export interface RunOptions {
   /** Check the invariants after every step (default); off, only at the end. */
   checkEvery?: boolean;
-  /** Called on the model after the step with this index, before its checks (tests break the state here). */
-  tamper?: { at: number; fn: (m: Model) => void };
+  /** Called on the model after every step, before its checks (tests break the state here). */
+  tamper?: (m: Model, step: number) => void;
 }
 
 function signatureOf(e: unknown): string {
@@ -91,7 +91,7 @@ export async function runOps(ops: readonly Op[], opts: RunOptions = {}): Promise
         log.push(`${i}: ${desc ?? `${op.kind}: skipped`}`);
         m.settle();
         m.dropUnheldLinks();
-        if (opts.tamper?.at === i) opts.tamper.fn(m);
+        opts.tamper?.(m, i);
         if (opts.checkEvery !== false || i === ops.length - 1) m.check();
       } catch (e) {
         log.push(`${i}: ${op.kind}: FAILED ${signatureOf(e)}`);
