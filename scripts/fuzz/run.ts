@@ -112,11 +112,11 @@ export async function runOps(ops: readonly Op[], opts: RunOptions = {}): Promise
  * ddmin over the operation list: drop chunks while the rest still fails with the same signature,
  * halving the chunks when nothing can go. Each candidate runs from scratch. Bounded by `budgetMs`.
  */
-export async function minimise(ops: readonly Op[], failure: Failure, budgetMs = 120_000): Promise<Op[]> {
+export async function minimise(ops: readonly Op[], failure: Failure, budgetMs = 120_000, opts: RunOptions = {}): Promise<Op[]> {
   const deadline = Date.now() + budgetMs;
   let cur = ops.slice(0, failure.index + 1);
   const fails = async (cand: Op[]): Promise<Failure | null> => {
-    const r = await runOps(cand);
+    const r = await runOps(cand, opts);
     return r.failure !== null && r.failure.signature === failure.signature ? r.failure : null;
   };
   let n = 2;
