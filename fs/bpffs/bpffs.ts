@@ -292,6 +292,14 @@ export class Bpffs {
     return bpffsOpen(sb, parent!, inode);
   }
 
+  /**
+   * The root directory's inode, for checkers that walk the tree as it is (the fuzzer's invariants:
+   * tags, inherit lists, which inodes pin what). Not a VFS call; callers must not change it.
+   */
+  get rootInode(): DirInode {
+    return this.#live.root;
+  }
+
   statfs(): BpffsStatfs {
     this.#live;
     return simpleStatfs();

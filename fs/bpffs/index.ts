@@ -6,6 +6,6 @@
  */
 export { Bpffs, type BpffsOptions, type BpffsStat } from './bpffs';
 export type { BpffsStatfs } from './libfs';
-export type { Cred } from './inode';
+export { BpfInode, DirInode, ObjInode, SymlinkInode, type Cred, type ViewTag } from './inode';
 export type { OpenFile } from './file';
 export { isIterLink, bpfLinkSupportInherit, type IterLinkLike, type IterOpenOptions, type IterSession } from './iter-link';
