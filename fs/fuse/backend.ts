@@ -3,27 +3,11 @@
  * (fs/engine) implements it over a Bpffs instance on its own thread; the adapter never sees a BPF
  * object, only stats, names and bytes, so nothing it holds needs to cross a thread.
  */
-export interface VfsStat {
-  ino: number;
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  size: number;
-  atime: Date;
-  mtime: Date;
-  ctime: Date;
-}
+import type { BpffsStat, BpffsStatfs } from '../bpffs';
 
-export interface VfsStatfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  namemax: number;
-}
+/** The stats are bpffs's own: plain data, nothing that needs to cross a thread but numbers and dates. */
+export type VfsStat = BpffsStat;
+export type VfsStatfs = BpffsStatfs;
 
 /** Every method rejects with a BpfError (the kernel's errno) on failure. */
 export interface VfsBackend {

@@ -147,7 +147,7 @@ function bareBackend(bytes: Uint8Array): VfsBackend {
       return out;
     },
     release: async (fh) => void open.delete(fh),
-    statfs: async () => ({ bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 2, ffree: 0, namemax: 255 }),
+    statfs: async () => ({ bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 2, ffree: 0, namemax: 255, type: 0 }),
   };
 }
 
