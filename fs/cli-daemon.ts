@@ -10,6 +10,7 @@ import { BpfError, ERRNO, bpfError, type ErrnoName } from '../uapi';
 import { controlCall } from './control/client';
 import { DEFAULT_STATE_ROOT, listMounts, stateDirFor, type MountInfo } from './control/registry';
 import { startDaemon } from './daemon';
+import type { EngineStatus } from './engine/engine';
 
 export interface MountArgs {
   mountPoint: string;
@@ -55,7 +56,7 @@ export function parseMountArgs(args: string[]): MountArgs {
 /** Runs the daemon in this process until it stops (a signal, or `vbpffs umount`). */
 export async function mountForeground(a: MountArgs, say: (line: string) => void): Promise<void> {
   const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, state: a.state, allowOther: a.allowOther });
-  say(`vbpffs mounted at ${d.mountPoint} (pid ${process.pid}, control ${d.socket})`);
+  mounted(say, `vbpffs mounted at ${d.mountPoint} (pid ${process.pid}, control ${d.socket})`, (await d.engine.status()).journal);
   await d.stopped;
 }
 
@@ -83,9 +84,9 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
     const done = await Promise.race([exited, sleep(100).then(() => undefined)]);
     if (done !== undefined) throw await daemonFailure(path.join(stateDir, 'daemon.log'), done);
     try {
-      const st = await controlCall<{ pid: number }>(socket, 'status', [], 2000);
+      const st = await controlCall<{ pid: number; journal: EngineStatus['journal'] }>(socket, 'status', [], 2000);
       if (st.pid !== child.pid) continue; // not ours (yet): a daemon that was just stopping
-      say(`vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`);
+      mounted(say, `vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`, st.journal);
       return;
     } catch (e) {
       if (!(e instanceof BpfError) || e.code !== 'ENOENT') throw e;
@@ -146,5 +147,20 @@ export async function status(): Promise<unknown[]> {
       out.push({ mountPoint: m.mountPoint, pid: m.pid, state: `not answering: ${(e as Error).message}` });
     }
   }
+  return out;
+}
+
+/** The mount's first line, and what went wrong restoring its journal, so whoever mounts sees it. */
+function mounted(say: (line: string) => void, line: string, journal: EngineStatus['journal']): void {
+  say(line);
+  for (const l of journalReport(journal)) say(`warning: ${l}`);
+}
+
+/** What a start restored from its journal, when anything in it went wrong: for status and mount. */
+export function journalReport(j: EngineStatus['journal'] | undefined): string[] {
+  if (j === null || j === undefined || (j.damaged === undefined && j.failed.length === 0)) return [];
+  const out = [`journal: ${j.records} record(s) replayed, ${j.failed.length} failed (${j.file})`];
+  if (j.damaged !== undefined) out.push(`journal damaged: ${j.damaged}`);
+  for (const f of j.failed) out.push(`journal replay failed: ${f}`);
   return out;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { BpfError, bpfError } from '../uapi';
 import { controlCall } from './control/client';
 import { listMounts, DEFAULT_STATE_ROOT, type MountInfo } from './control/registry';
-import { insideMount, mountOf } from './cli-daemon';
+import { insideMount, journalReport, mountOf } from './cli-daemon';
 import type { Opts } from './cli';
 import {
   MountPath,
@@ -23,7 +23,7 @@ import {
   objectFile,
   type Request,
 } from './cli-args';
-import type { CgroupRun, CgroupShow, LinkShow, MapShow, ProgShow } from './engine/engine';
+import type { CgroupRun, CgroupShow, EngineStatus, LinkShow, MapShow, ProgShow } from './engine/engine';
 
 function print(o: Opts, value: unknown, plain: () => void): void {
   if (o.json) o.out(JSON.stringify(value, null, o.pretty ? 2 : undefined));
@@ -206,6 +206,7 @@ export function printStatus(mounts: unknown[], o: Opts): void {
         const up = Math.round((Date.now() - Date.parse(String(m.startedAt))) / 1000);
         o.out(`\tcgroups ${src.cgroups} (${src.kind} at ${src.mountPoint})  mirror ${m.mirror}  progs ${obj.progs}  maps ${obj.maps}  links ${obj.links}  up ${up}s`);
       }
+      for (const line of journalReport(m.journal as EngineStatus['journal'] | undefined)) o.out(`\t${line}`);
     }
   });
 }

@@ -313,7 +313,9 @@ export class Engine implements VfsBackend {
     try {
       await this.#make(rec);
     } catch (e) {
-      if (atomic && index !== undefined) await this.#journal!.append({ op: 'failed', index });
+      // Unmarked (the disk filled meanwhile), replay makes it again and it fails again the same way:
+      // the user is told why it failed, not that the marker could not be written.
+      if (atomic && index !== undefined) await this.#journal!.append({ op: 'failed', index }).catch((m: unknown) => debug('journal: %s', (m as Error).message));
       throw e;
     }
   }
@@ -431,6 +433,7 @@ export class Engine implements VfsBackend {
       } catch (e) {
         // It failed when it was first made too, or the host changed (a cgroup gone): report, go on.
         this.replay.failed.push(`${rec.op}: ${(e as Error).message}`);
+        debug('journal: record %d (%s) failed on replay: %s', i + 1, rec.op, (e as Error).message);
       }
     }
     debug('journal replayed: %d records, %d failed', records.length, this.replay.failed.length);

@@ -1,0 +1,155 @@
+/**
+ * A damaged journal and a full state disk, in-process (the engine on this thread, and a mount for
+ * what `vbpffs mount` and `vbpffs status` say): the engine starts with what the journal's whole
+ * records restore, reports the damage and the records that failed on replay, and goes on taking
+ * changes; a change that cannot be journalled fails with ENOSPC and changes nothing.
+ * test/crash-consistency.ts does the same through real processes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { Engine } from '../fs/engine/engine';
+import { mountForeground } from '../fs/cli-daemon';
+import { printStatus } from '../fs/cli-objects';
+import { controlCall } from '../fs/control/client';
+import type { JournalRecord } from '../fs/state/journal';
+import { fuseSkipReason } from './harness/mount';
+
+const run = promisify(execFile);
+const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'vbpffs-ej-'));
+const jsonl = (recs: (JournalRecord | string)[]): string => recs.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)) + '\n').join('');
+const HASH = { type: 'hash', key: 4, value: 4, entries: 8, name: 'm', keyType: 'u32', valueType: 'u32' };
+const IDS = { prog: 1, map: 1, link: 1 };
+
+t.test('a damaged journal: the engine starts with what came before the damage, reports it, and takes new changes', async (t) => {
+  const dir = tmp();
+  writeFileSync(
+    path.join(dir, 'journal.jsonl'),
+    jsonl([
+      { op: 'mkdir', path: '/a', mode: 0o755 },
+      { op: 'mapCreate', path: '/a/m', spec: HASH, ids: IDS },
+      { op: 'mapUpdate', map: { pinned: '/a/m' }, key: { hex: '01000000' }, value: '2a000000', flags: 0 },
+      // Well-formed, but naming a map that never was: it fails on replay and the replay goes on.
+      { op: 'mapUpdate', map: { id: 77 }, key: { hex: '01000000' }, value: '00000000', flags: 0 },
+      { op: 'mkdir', path: '/b', mode: 0o755 },
+      '{"op":"mkdir","path":"/c"}',
+      { op: 'mkdir', path: '/d', mode: 0o755 },
+    ]),
+  );
+  let e = await Engine.start({ sim: 'demo', stateDir: dir });
+  const j = e.status().journal!;
+  t.equal(j.records, 5);
+  t.same(j.failed, ['mapUpdate: ENOENT: no map with id 77']);
+  t.match(j.damaged, /journal\.jsonl:6: mkdir: mode is missing or not what it should be \(missing\); the replay stopped there: 5 record\(s\) restored, 2 line\(s\) from there on not replayed; the journal as it was is kept as /);
+  t.same((await e.readdir('/')).sort(), ['a', 'b'], 'what came before the damage is served, nothing after it');
+  t.match(e.mapDump({ pinned: '/a/m' }), [{ formatted: { key: 1, value: 42 } }]);
+  await e.mkdir('/e', 0o755);
+  await e.mapUpdate({ pinned: '/a/m' }, { json: 2 }, { json: 3 });
+  await e.stop();
+  t.equal(readdirSync(dir).filter((f) => f.includes('damaged')).length, 1, 'the damaged journal is kept aside');
+
+  e = await Engine.start({ sim: 'demo', stateDir: dir });
+  t.teardown(() => e.stop());
+  t.same((await e.readdir('/')).sort(), ['a', 'b', 'e'], 'a restart replays the restored records and the new ones');
+  t.equal(e.status().journal!.damaged, undefined, 'the damage is reported once, by the start that found it');
+  t.same(e.status().journal!.failed, ['mapUpdate: ENOENT: no map with id 77'], 'a record that fails on replay stays in the journal and fails again');
+  t.match(e.mapDump({ pinned: '/a/m' }), [{ formatted: { key: 1, value: 42 } }, { formatted: { key: 2, value: 3 } }]);
+});
+
+t.test('a journal that cannot be read: the engine starts empty, says why, and journals anew', async (t) => {
+  const dir = tmp();
+  mkdirSync(path.join(dir, 'journal.jsonl'));
+  let e = await Engine.start({ sim: 'demo', stateDir: dir });
+  t.match(e.status().journal, { records: 0, failed: [], damaged: /cannot read .*journal\.jsonl \(EISDIR\): nothing was restored/ });
+  await e.mkdir('/x', 0o755);
+  await e.stop();
+  e = await Engine.start({ sim: 'demo', stateDir: dir });
+  t.teardown(() => e.stop());
+  t.same(await e.readdir('/'), ['x']);
+});
+
+/** Why a small tmpfs cannot be mounted here, or false. */
+async function tmpfsSkip(): Promise<string | false> {
+  if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root';
+  const probe = tmp();
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
+    await run('umount', [probe]);
+    return false;
+  } catch (e) {
+    return `cannot mount a tmpfs: ${(e as Error).message}`;
+  }
+}
+
+t.test('a full state disk', async (t) => {
+  const skip = await tmpfsSkip();
+  t.test('(tmpfs)', { skip }, async (t) => {
+    const dir = tmp();
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    t.teardown(async () => void (await run('umount', ['-l', dir])));
+    const fill = path.join(dir, 'fill');
+    const file = path.join(dir, 'journal.jsonl');
+    // The journal's last page is filled to where a pin's record still fits but the `failed` record
+    // its refusal adds does not: the refusal (EEXIST) must be what the caller hears.
+    const pin = JSON.stringify({ op: 'objPin', kind: 'map', ref: { pinned: '/m' }, path: '/m' }) + '\n';
+    const recs: JournalRecord[] = [
+      { op: 'mapCreate', path: '/m', spec: HASH, ids: IDS },
+      { op: 'mapUpdate', map: { pinned: '/m' }, key: { hex: '01000000' }, value: '0a000000', flags: 0 },
+    ];
+    const want = 4096 - pin.length - 4;
+    for (let rem = want - jsonl(recs).length; rem > 0; rem = want - jsonl(recs).length) {
+      const name = `${recs.length}-`;
+      const n = rem > 240 ? 150 : rem - '{"op":"mkdir","path":"/","mode":493}\n'.length - name.length;
+      recs.push({ op: 'mkdir', path: `/${name}${'p'.repeat(n)}`, mode: 0o755 });
+    }
+    writeFileSync(file, jsonl(recs));
+    t.equal(statSync(file).size, want, 'the journal ends where planned');
+    const e = await Engine.start({ sim: 'demo', stateDir: dir });
+    t.teardown(() => e.stop());
+    await run('sh', ['-c', `cat /dev/zero > ${fill} 2>/dev/null; true`]);
+
+    await t.rejects(e.objPin('map', { pinned: '/m' }, '/m'), { code: 'EEXIST' }, 'the refusal, not the marker that could not be written');
+    const size = statSync(file).size;
+    await t.rejects(e.mapUpdate({ pinned: '/m' }, { json: 1 }, { json: 11 }), { code: 'ENOSPC', message: /the state directory is full: .*journal\.jsonl cannot record this change, so it was not made/ });
+    await t.rejects(e.mkdir('/new', 0o755), { code: 'ENOSPC' });
+    t.equal(statSync(file).size, size, 'nothing of the refused changes is in the journal');
+    t.match(e.mapDump({ pinned: '/m' }), [{ formatted: { key: 1, value: 10 } }], 'the map is unchanged');
+    await t.rejects(e.getattr('/new'), { code: 'ENOENT' }, 'no directory was made');
+
+    rmSync(fill);
+    await e.mapUpdate({ pinned: '/m' }, { json: 1 }, { json: 12 });
+    await e.mkdir('/new', 0o755);
+    const again = await Engine.start({ sim: 'demo', stateDir: dir });
+    t.teardown(() => again.stop());
+    t.match(again.mapDump({ pinned: '/m' }), [{ formatted: { key: 1, value: 12 } }], 'a restart replays what was made, and only that');
+    t.ok((await again.readdir('/')).includes('new'));
+    t.same(again.status().journal!.failed, ['objPin: EEXIST: m exists'], "the pin whose `failed` record was not written fails again on replay, changing nothing");
+    t.match(JSON.parse(readFileSync(file, 'utf8').trim().split('\n').at(-1)!), { op: 'mkdir', path: '/new' });
+  });
+});
+
+t.test('vbpffs mount and status say what went wrong restoring the journal', async (t) => {
+  const skip = await fuseSkipReason();
+  t.test('(mounted)', { skip }, async (t) => {
+    const base = tmp();
+    const state = path.join(base, 'state');
+    mkdirSync(state);
+    writeFileSync(path.join(state, 'journal.jsonl'), jsonl([{ op: 'rmdir', path: '/nothing' }, '\u0000garbage', { op: 'mkdir', path: '/a', mode: 0o755 }]));
+    const lines: string[] = [];
+    const up = mountForeground({ mountPoint: path.join(base, 'mnt'), sim: 'demo', state, foreground: true, allowOther: false }, (l) => lines.push(l));
+    for (let i = 0; i < 600 && lines.length < 4; i++) await new Promise((r) => setTimeout(r, 50));
+    t.match(lines[0], /^vbpffs mounted at /);
+    t.equal(lines[1], `warning: journal: 1 record(s) replayed, 1 failed (${state}/journal.jsonl)`);
+    t.match(lines[2], /^warning: journal damaged: .*journal\.jsonl:2: not JSON; the replay stopped there: 1 record\(s\) restored, 2 line\(s\) from there on not replayed; the journal as it was is kept as \S+journal\.jsonl\.damaged-\S+$/);
+    t.equal(lines[3], 'warning: journal replay failed: rmdir: ENOENT: nothing: no such file or directory');
+    const status = await controlCall<Record<string, unknown>>(path.join(state, 'control.sock'), 'status');
+    const out: string[] = [];
+    printStatus([{ state: 'running', ...status }], { json: false, pretty: false, out: (l) => out.push(l) });
+    t.same(out.slice(2), lines.slice(1).map((l) => `\t${l.replace(/^warning: /, '')}`), 'status says the same after the fact');
+    await controlCall(path.join(state, 'control.sock'), 'shutdown');
+    await up;
+  });
+});
