@@ -158,7 +158,7 @@ function mounted(say: (line: string) => void, line: string, journal: EngineStatu
 
 /** What a start restored from its journal, when anything in it went wrong: for status and mount. */
 export function journalReport(j: EngineStatus['journal'] | undefined): string[] {
-  if (j === null || j === undefined || (j.damaged === undefined && j.failed.length === 0)) return [];
+  if (!j || (j.damaged === undefined && j.failed.length === 0)) return [];
   const out = [`journal: ${j.records} record(s) replayed, ${j.failed.length} failed (${j.file})`];
   if (j.damaged !== undefined) out.push(`journal damaged: ${j.damaged}`);
   for (const f of j.failed) out.push(`journal replay failed: ${f}`);

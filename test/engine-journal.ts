@@ -147,7 +147,8 @@ t.test('vbpffs mount and status say what went wrong restoring the journal', asyn
     t.equal(lines[3], 'warning: journal replay failed: rmdir: ENOENT: nothing: no such file or directory');
     const status = await controlCall<Record<string, unknown>>(path.join(state, 'control.sock'), 'status');
     const out: string[] = [];
-    printStatus([{ state: 'running', ...status }], { json: false, pretty: false, out: (l) => out.push(l) });
+    printStatus([{ state: 'running', ...status }, { mountPoint: '/gone', pid: 1, state: 'dead' }], { json: false, pretty: false, out: (l) => out.push(l) });
+    t.equal(out.pop(), '/gone  pid 1  dead', 'a dead mount has no journal to report');
     t.same(out.slice(2), lines.slice(1).map((l) => `\t${l.replace(/^warning: /, '')}`), 'status says the same after the fact');
     await controlCall(path.join(state, 'control.sock'), 'shutdown');
     await up;

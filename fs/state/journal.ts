@@ -153,7 +153,7 @@ export class Journal {
       text = await readFile(this.file, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: [] };
-      return { records: [], damaged: await this.#setAside(`cannot read ${this.file} (${(e as NodeJS.ErrnoException).code ?? 'EIO'}): nothing was restored`) };
+      return { records: [], damaged: await this.#setAside(`cannot read ${this.file} (${(e as NodeJS.ErrnoException).code}): nothing was restored`) };
     }
     const records: JournalRecord[] = [];
     const lines = text.split('\n');
@@ -177,7 +177,7 @@ export class Journal {
         await this.#rewrite(records);
         return { records, damaged: `${this.file}:${i + 1}: a torn last record (a write the daemon was stopped in) was cut` };
       }
-      const dropped = lines.slice(i, last).length + (lines[last] === '' ? 0 : 1);
+      const dropped = lines.slice(i).filter((l) => l !== '').length;
       const why = `${this.file}:${i + 1}: ${problem}; the replay stopped there: ${records.length} record(s) restored, ${dropped} line(s) from there on not replayed`;
       const damaged = await this.#setAside(why);
       await this.#rewrite(records);
