@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { Engine } from '../fs/engine/engine';
-import { mountForeground } from '../fs/cli-daemon';
+import { journalReport, mountForeground } from '../fs/cli-daemon';
 import { printStatus } from '../fs/cli-objects';
 import { controlCall } from '../fs/control/client';
 import type { JournalRecord } from '../fs/state/journal';
@@ -153,4 +153,14 @@ t.test('vbpffs mount and status say what went wrong restoring the journal', asyn
     await controlCall(path.join(state, 'control.sock'), 'shutdown');
     await up;
   });
+});
+
+t.test('the journal lines of mount and status: none for a clean replay, one per failed record otherwise', async (t) => {
+  const file = '/run/vbpffs/x/journal.jsonl';
+  t.same(journalReport(null), [], 'no state directory');
+  t.same(journalReport({ file, records: 3, failed: [] }), [], 'a clean replay says nothing');
+  t.same(journalReport({ file, records: 3, failed: ['unlink: ENOENT: a: no such file or directory'] }), [
+    `journal: 3 record(s) replayed, 1 failed (${file})`,
+    'journal replay failed: unlink: ENOENT: a: no such file or directory',
+  ]);
 });
