@@ -45,6 +45,19 @@ async function isMountPoint(dir: string): Promise<boolean> {
   return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === dir);
 }
 
+/**
+ * Daemons still running. A test process that ends without its teardown (a timeout) kills them on
+ * its way out, or they would hold their mounts for good (auto_unmount then drops them): at exit,
+ * or when tap's runner signals a timeout (SIGALRM, before its SIGKILL; their pipes keep a test
+ * process that timed out inside from exiting until then).
+ */
+const live = new Set<ChildProcess>();
+const killLive = (): void => {
+  for (const c of live) c.kill('SIGKILL');
+};
+process.once('exit', killLive);
+process.on('SIGALRM', killLive);
+
 export class DaemonProc {
   readonly build: string;
   readonly mnt: string;
@@ -70,6 +83,8 @@ export class DaemonProc {
   async up(): Promise<string> {
     const d = this.#run(['mount', this.mnt, '--sim', 'demo', '--state', this.state, '--foreground'], { DEBUG: 'vbpffs:*' });
     this.#daemon = d;
+    live.add(d.child);
+    void d.done.then(() => live.delete(d.child));
     let out = '';
     d.child.stdout!.on('data', (s: string) => (out += s));
     const exited = d.done.then((e) => e);
