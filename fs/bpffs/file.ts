@@ -24,18 +24,20 @@ export interface OpenFile {
   release(): void;
   /** True: the size of what a read gives is not known before it is read. */
   readonly directIo: boolean;
+  /** The pin's inode the file holds (fstat's). */
+  readonly inode: ObjInode;
 }
 
 const EMPTY = new Uint8Array(0);
 
 abstract class PinFile implements OpenFile {
   readonly directIo = true;
-  readonly #inode: ObjInode;
+  readonly inode: ObjInode;
   #released = false;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(inode: ObjInode) {
-    this.#inode = inode;
+    this.inode = inode;
     inode.hold();
   }
 
@@ -52,7 +54,7 @@ abstract class PinFile implements OpenFile {
     try {
       this.close();
     } finally {
-      this.#inode.release();
+      this.inode.release();
     }
   }
 

@@ -122,7 +122,8 @@ export class Engine implements VfsBackend {
   readonly source: CgroupSource;
   readonly bpffs: Bpffs;
   readonly #opts: EngineOptions;
-  readonly #files = new Map<number, OpenFile>();
+  /** Open files by handle, with the path each was opened through. */
+  readonly #files = new Map<number, { file: OpenFile; path: string }>();
   readonly #startedAt = new Date();
   readonly #stop: (() => Promise<void>)[] = [];
   readonly #journal: Journal | null;
@@ -159,7 +160,7 @@ export class Engine implements VfsBackend {
 
   async stop(): Promise<void> {
     await this.#journal?.close();
-    for (const f of this.#files.values()) f.release();
+    for (const f of this.#files.values()) f.file.release();
     this.#files.clear();
     this.bpffs.dispose();
     for (const s of this.#stop.splice(0)) await s();
@@ -168,8 +169,20 @@ export class Engine implements VfsBackend {
 
   // --- VfsBackend -------------------------------------------------------------------------------
 
+  /**
+   * lstat, and fstat of an open file whose name is gone: FUSE's GETATTR names a node, which libfuse
+   * turns into the path it was last known by, so a file opened there (a view whose directory the
+   * mirror removed, a pin unlinked elsewhere) is stat'ed by that path. It still exists for its
+   * holder, as an unlinked file does; without this `cat` fails its fstat with ENOENT before reading.
+   */
   async getattr(p: string): Promise<VfsStat> {
-    return this.bpffs.getattr(p);
+    try {
+      return this.bpffs.getattr(p);
+    } catch (e) {
+      const open = isBpfError(e) && e.code === 'ENOENT' ? this.#openedAt(p) : undefined;
+      if (open === undefined) throw e;
+      return this.bpffs.fstat(open);
+    }
   }
   async readdir(p: string): Promise<string[]> {
     return this.bpffs.readdir(p);
@@ -213,17 +226,22 @@ export class Engine implements VfsBackend {
   async open(p: string, flags: number): Promise<number> {
     const file = this.bpffs.open(p, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, file);
+    this.#files.set(fh, { file, path: p });
     return fh;
   }
   async read(fh: number, size: number): Promise<Uint8Array> {
-    const file = this.#files.get(fh);
-    if (file === undefined) throw bpfError('EBADF', `no open file ${fh}`);
-    return file.read(size);
+    const open = this.#files.get(fh);
+    if (open === undefined) throw bpfError('EBADF', `no open file ${fh}`);
+    return open.file.read(size);
   }
   async release(fh: number): Promise<void> {
-    this.#files.get(fh)?.release();
+    this.#files.get(fh)?.file.release();
     this.#files.delete(fh);
+  }
+  /** A file open through the path p, if any. */
+  #openedAt(p: string): OpenFile | undefined {
+    for (const open of this.#files.values()) if (open.path === p) return open.file;
+    return undefined;
   }
   async statfs(): Promise<VfsStatfs> {
     return this.bpffs.statfs();
