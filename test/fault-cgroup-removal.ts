@@ -1,0 +1,199 @@
+/**
+ * Fault injection, cgroups removed under readers: on the host's cgroup2 tree mirrored by a real
+ * mount, a view file is opened by a child process (`exec 3< FILE`), the cgroup is removed on the
+ * host, and the child reads on from the same descriptor. Between open and read, during a read whose
+ * output spans several reads, and during a cgroup iterator's walk that spans reads. Skips, saying
+ * why, without FUSE or without permission to make cgroups.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { cgroupSkipReason, makeCgroupTree, type CgroupTree } from './harness/cgroup-tree';
+import { fuseSkipReason, mountVbpffs, type TestMount } from './harness/mount';
+
+t.setTimeout(180_000);
+const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
+const HEAD = `import { SEC, bpf_seq_printf, vbpffs_cgroup_name } from 'vbpffs/bpf';\n`;
+
+/** A view that names its cgroup, and one that prints 300 numbered lines (8,700 bytes) about it. */
+const VIEW = `${HEAD}export const view = SEC('cgroup_view', (ctx) => {
+  bpf_seq_printf(ctx.meta.seq, 'view of %s\\n', vbpffs_cgroup_name(ctx.cgroup));
+  return 0;
+});`;
+const LONG = `${HEAD}export const long = SEC('cgroup_view', (ctx) => {
+  for (let i = 0; i < 300; i++) bpf_seq_printf(ctx.meta.seq, 'line %03d of %s\\n', i, vbpffs_cgroup_name(ctx.cgroup));
+  return 0;
+});`;
+const longText = (name: string): string => Array.from({ length: 300 }, (_, i) => `line ${String(i).padStart(3, '0')} of ${name}\n`).join('');
+/** A cgroup iterator printing each cgroup's name and seq_num. */
+const WALK = `${HEAD}export const walk = SEC('iter/cgroup', (ctx) => {
+  if (ctx.cgroup !== null) bpf_seq_printf(ctx.meta.seq, '%s seq %llu\\n', vbpffs_cgroup_name(ctx.cgroup), ctx.meta.seq_num);
+  return 0;
+});`;
+
+const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+
+async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 20_000; !(await cond()); await sleep(25)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+/**
+ * A child shell holding a file of the mount open on fd 3 and reading it on command: `dd N` reads N
+ * bytes one read(2) of 1 byte at a time, `cat` reads to the end; each appends to its output file and
+ * answers with the command's exit status.
+ */
+class FdReader {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #lines: AsyncIterator<string>;
+  readonly #out: string;
+
+  private constructor(child: ChildProcessWithoutNullStreams, out: string) {
+    this.#child = child;
+    this.#out = out;
+    this.#lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  static async open(file: string, dir: string): Promise<FdReader> {
+    const out = path.join(dir, `out-${path.basename(file)}-${Date.now()}`);
+    writeFileSync(out, '');
+    writeFileSync(`${out}.err`, '');
+    const script = 'exec 3< "$1" || exit 9; echo opened; while read cmd n; do case $cmd in ' +
+      'dd) dd bs=1 count="$n" <&3 >>"$2" 2>/dev/null; echo "$?";; cat) cat <&3 >>"$2" 2>>"$2.err"; echo "$?";; esac; done';
+    const r = new FdReader(spawn('sh', ['-c', script, 'sh', file, out]), out);
+    const first = await r.#lines.next();
+    if (first.value !== 'opened') throw new Error(`could not open ${file}`);
+    return r;
+  }
+
+  /** Runs a command; its exit status. */
+  async step(cmd: string): Promise<number> {
+    this.#child.stdin.write(`${cmd}\n`);
+    return Number((await this.#lines.next()).value);
+  }
+
+  get output(): string {
+    return readFileSync(this.#out, 'utf8');
+  }
+
+  /** What cat said on stderr. */
+  get errors(): string {
+    return readFileSync(`${this.#out}.err`, 'utf8');
+  }
+
+  close(): void {
+    this.#child.stdin.end();
+  }
+}
+
+interface Fixture {
+  m: TestMount;
+  tree: CgroupTree;
+  base: string;
+  cli(...args: string[]): Promise<string>;
+  /** The mount's directory of a cgroup of the test tree. */
+  dir(...parts: string[]): string;
+  /** Removes a test cgroup on the host and waits for the mirror to drop its directory. */
+  rmcg(...parts: string[]): Promise<void>;
+}
+
+async function fixture(t: { teardown(fn: () => void | Promise<void>): void }): Promise<Fixture> {
+  const m = await mountVbpffs(t);
+  const tree = await makeCgroupTree(t, 'fault');
+  const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-fault-cg-'));
+  const cli = (...args: string[]): Promise<string> => m.sh(process.execPath, ...process.execArgv.filter((a) => !a.includes('processinfo')), CLI, ...args);
+  const dir = (...parts: string[]): string => m.p(tree.cgroup, ...parts);
+  return {
+    m,
+    tree,
+    base,
+    cli,
+    dir,
+    async rmcg(...parts) {
+      rmdirSync(tree.hostPath(...parts));
+      await until(`the mirror to drop ${parts.join('/')}`, async () => !(await exists(dir(...parts))));
+    },
+  };
+}
+
+async function pinObject(f: Fixture, name: string, source: string, at: string, ...opts: string[]): Promise<string> {
+  const obj = path.join(f.base, `${name}.ts`);
+  writeFileSync(obj, source);
+  return f.cli('-j', 'iter', 'pin', obj, at, ...opts);
+}
+
+t.test('cgroups removed under readers of a host mirror', async (t) => {
+  const skip = (await fuseSkipReason()) || (await cgroupSkipReason());
+
+  t.test('removed between open and read: the view reads as empty and runs nothing', { skip }, async (t) => {
+    const f = await fixture(t);
+    const { progId } = JSON.parse(await pinObject(f, 'view', VIEW, f.m.p('view'))) as { progId: number };
+    f.tree.mkdirp('gone');
+    f.tree.mkdirp('kept');
+    await until('the mirror', async () => (await exists(f.dir('gone', 'view'))) && (await exists(f.dir('kept', 'view'))));
+    // A symlink of the user's own keeps kept/'s directory (and its tag) after the cgroup goes.
+    await f.m.sh('ln', '-s', '/nowhere', f.dir('kept', 'mine'));
+    const runs = async (): Promise<number> => (JSON.parse(await f.cli('-j', 'prog', 'show', 'id', String(progId))) as { run_cnt: number }[])[0]!.run_cnt;
+    const runsBefore = await runs();
+
+    const gone = await FdReader.open(f.dir('gone', 'view'), f.base);
+    const kept = await FdReader.open(f.dir('kept', 'view'), f.base);
+    t.teardown(() => (gone.close(), kept.close()));
+    await f.rmcg('gone');
+    rmdirSync(f.tree.hostPath('kept'));
+    await until('the mirror to empty kept/', async () => (await f.m.sh('ls', f.dir('kept'))) === 'mine\n');
+
+    t.equal(await gone.step('cat'), 0, 'the read of a released cgroup succeeds');
+    t.equal(gone.errors, '');
+    t.equal(gone.output, '', 'and is empty: cgroup_tryget fails');
+    t.equal(await kept.step('cat'), 0, 'the read of a removed cgroup whose directory is kept succeeds');
+    t.equal(kept.output, '', 'and is empty too: a view reads as empty from its cgroup\'s rmdir');
+    t.equal(await runs(), runsBefore, 'the program ran for neither');
+    t.equal((await f.m.sh('cat', f.dir('view'))).trim(), `view of ${f.tree.cgroup.slice(1)}`, 'the parent\'s view still reads');
+  });
+
+  t.test('removed during a read: the rest of the output comes from the one run made at the first read', { skip }, async (t) => {
+    const f = await fixture(t);
+    await pinObject(f, 'long', LONG, f.m.p('long'));
+    f.tree.mkdirp('busy');
+    await until('the mirror', () => exists(f.dir('busy', 'long')));
+    const r = await FdReader.open(f.dir('busy', 'long'), f.base);
+    t.teardown(() => r.close());
+    t.equal(await r.step('dd 1000'), 0, 'the first 1,000 bytes, one read each');
+    t.equal(r.output, longText('busy').slice(0, 1000));
+    await f.rmcg('busy');
+    t.equal(await r.step('cat'), 0, 'the reads after the cgroup went succeed');
+    t.equal(r.output, longText('busy'), 'and give the rest of the same output, exactly, then EOF');
+  });
+
+  t.test('removed during a cgroup iterator walk (descendants_pre) that spans reads', { skip }, async (t) => {
+    const f = await fixture(t);
+    // A view pinned at the root tags it, so the mirror makes the directories the test waits on.
+    await pinObject(f, 'view', VIEW, f.m.p('view'));
+    for (const p of [['a', 'a1'], ['a', 'a2'], ['b', 'b1'], ['c']]) f.tree.mkdirp(...p);
+    await until('the mirror', () => exists(f.dir('c')));
+    await pinObject(f, 'walk', WALK, f.m.p('walk'), 'order', 'descendants_pre', 'cgroup', f.tree.cgroup);
+    const root = f.tree.cgroup.slice(1);
+    t.equal(await f.m.sh('cat', f.m.p('walk')), `${root} seq 0\na seq 1\na1 seq 2\na2 seq 3\nb seq 4\nb1 seq 5\nc seq 6\n`, 'the whole walk, read at once');
+
+    const r = await FdReader.open(f.m.p('walk'), f.base);
+    t.teardown(() => r.close());
+    const head = `${root} seq 0\na seq 1\na1 seq 2\n`;
+    t.equal(await r.step(`dd ${head.length}`), 0);
+    t.equal(r.output, head, 'read one byte at a time up to a1: the walk stands at a2, not shown yet');
+    // a2 is where the walk stands (the session holds it); b and b1 are ahead of it; d is new, at the end.
+    await f.rmcg('a', 'a2');
+    await f.rmcg('b', 'b1');
+    await f.rmcg('b');
+    f.tree.mkdirp('d');
+    await until('the mirror to show d', () => exists(f.dir('d')));
+    t.equal(await r.step('cat'), 0, 'the walk goes on after the removals');
+    t.equal(r.output, `${head}c seq 4\nd seq 5\n`, 'a2 (removed where the walk stood) is skipped, dead, with its seq_num 3; removed b and b1 are not visited; d, made ahead, is');
+  });
+});
