@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
 import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
-import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode } from '../../tags';
+import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode, type ReconcileResult } from '../../tags';
 import {
   CGROUP_ATTACH_TYPES,
   Handle,
@@ -54,6 +54,8 @@ export interface EngineOptions {
   stateDir?: string;
   /** Where the mount is, so absolute symlink targets inside it resolve. */
   mountPoint?: string;
+  /** The host source's periodic reconcile walk, ms (0: none); the source's default when absent. */
+  reconcileIntervalMs?: number;
 }
 
 export interface ProgShow {
@@ -148,7 +150,7 @@ export class Engine implements VfsBackend {
       stops.push(await simPreset(sim, opts.sim));
       source = sim;
     } else {
-      source = await HostCgroupSource.open({ mountPoint: opts.cgroupRoot });
+      source = await HostCgroupSource.open({ mountPoint: opts.cgroupRoot, reconcileIntervalMs: opts.reconcileIntervalMs });
       await source.start();
     }
     const engine = new Engine(source, opts);
@@ -626,6 +628,16 @@ export class Engine implements VfsBackend {
       }
     }
     return out;
+  }
+
+  /**
+   * `vbpffs cgroup reconcile`: walks the cgroup tree now and repairs the hierarchy, and so the
+   * mirror, from what it finds: what the periodic walk does, for when events were lost.
+   */
+  async cgroupReconcile(): Promise<ReconcileResult> {
+    const r = await this.source.reconcile();
+    debug('reconcile asked for: %d cgroups added, %d removed', r.added, r.removed);
+    return r;
   }
 
   /** `vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]`: fires the hook once, as an event would. */
