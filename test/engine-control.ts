@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { Engine } from '../fs/engine/engine';
+import type { SimCgroupSource } from '../tags';
 import { counterObject } from './harness/cgroup-progs';
 
 const ITER = `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
@@ -153,4 +154,17 @@ t.test('control operations: made, checked, journalled, replayed', async (t) => {
   t.same(b.cgroupShow('/system.slice'), [{ id: a.id, attach_type: 'egress', name: 'p0', attach_flags: 'multi' }]);
   t.equal(await readAll(b, '/walk2'), 'second\n');
   t.same((await b.readdir('/')).sort(), ['allow', 'allow2', 'arr', 'cs', 'deny', 'it', 'its', 'm', 'm2', 'walk', 'walk2']);
+});
+
+t.test('cgroupReconcile (vbpffs cgroup reconcile) repairs what the source missed, and says what it did', async (t) => {
+  const e = await Engine.start({ sim: 'demo' });
+  t.teardown(() => e.stop());
+  const sim = e.source as SimCgroupSource;
+  t.same(await e.cgroupReconcile(), { added: 0, removed: 0 }, 'nothing missed: nothing to do');
+  // Made while tracking is paused: the source misses it, as a daemon misses a lost inotify event.
+  await sim.pause();
+  sim.cgroupfs.mkdir('/missed');
+  t.equal(sim.hierarchy.cgroupByPath('/missed'), undefined);
+  t.same(await e.cgroupReconcile(), { added: 1, removed: 0 });
+  t.ok(sim.hierarchy.cgroupByPath('/missed'), 'the hierarchy (and so the mirror) has it after the reconcile');
 });

@@ -85,7 +85,8 @@ async function startLimited(t: { teardown(fn: () => void | Promise<void>): void 
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = await lines.next();
   if (typeof first.value !== 'string' || !first.value.startsWith('vbpffs mounted at')) throw new Error(`the daemon did not start: ${String(first.value)}`);
-  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [...execArgv, CLI, ...args], { env, encoding: 'utf8' })).stdout;
+  // Short commands run under this test's loader with its coverage tracking; the daemon without it.
+  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [...process.execArgv, CLI, ...args], { env, encoding: 'utf8' })).stdout;
   return { child, mnt, seen: path.join(`/proc/${child.pid}/root`, mnt), cli };
 }
 
