@@ -158,6 +158,27 @@ t.test('cgroups removed under readers of a host mirror', async (t) => {
     t.equal((await f.m.sh('cat', f.dir('view'))).trim(), `view of ${f.tree.cgroup.slice(1)}`, 'the parent\'s view still reads');
   });
 
+  t.test('a pin unlinked, or renamed over, while a reader holds it open: both succeed and the reader reads on', { skip }, async (t) => {
+    // libfuse hides an open file before unlinking it, by renaming it to .fuse_hiddenNNN, which bpffs
+    // refused: rm failed with EBUSY. The kernel's bpffs unlinks an open pin as any other.
+    const f = await fixture(t);
+    await pinObject(f, 'view', VIEW, f.m.p('view'));
+    await pinObject(f, 'long', LONG, f.m.p('long'));
+    f.tree.mkdirp('held');
+    await until('the mirror', () => exists(f.dir('held', 'view')));
+    const unlinked = await FdReader.open(f.m.p('view'), f.base);
+    const replaced = await FdReader.open(f.dir('held', 'view'), f.base);
+    t.teardown(() => (unlinked.close(), replaced.close()));
+    await f.m.sh('rm', f.m.p('view'));
+    await f.m.sh('mv', f.dir('held', 'long'), f.dir('held', 'view'));
+    t.notOk((await f.m.sh('ls', f.m.mnt)).split('\n').includes('view'), 'the name is gone');
+    t.equal(await unlinked.step('cat'), 0);
+    t.equal(unlinked.output, `view of \n`, 'the unlinked pin\'s reader reads it on (the root cgroup has no name)');
+    t.equal(await replaced.step('cat'), 0);
+    t.equal(replaced.output, 'view of held\n', 'the replaced pin\'s reader reads the old one');
+    t.equal(await f.m.sh('cat', f.dir('held', 'view')), longText('held'), 'and the name is the new one');
+  });
+
   t.test('removed during a read: the rest of the output comes from the one run made at the first read', { skip }, async (t) => {
     const f = await fixture(t);
     await pinObject(f, 'long', LONG, f.m.p('long'));

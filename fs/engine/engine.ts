@@ -181,9 +181,11 @@ export class Engine implements VfsBackend {
     try {
       return this.bpffs.getattr(p);
     } catch (e) {
-      const open = isBpfError(e) && e.code === 'ENOENT' ? this.#openedAt(p) : undefined;
-      if (open === undefined) throw e;
-      return this.bpffs.fstat(open);
+      // libfuse picks a hidden name by getattr answering ENOENT; bpffs's lookup of a dotted name is EPERM.
+      const hidden = isFuseHidden(p);
+      const open = isBpfError(e) && (e.code === 'ENOENT' || hidden) ? this.#openedAt(p) : undefined;
+      if (open !== undefined) return this.bpffs.fstat(open);
+      throw hidden ? bpfError('ENOENT', `${p}: no such hidden file`) : e;
     }
   }
   async readdir(p: string): Promise<string[]> {
@@ -199,10 +201,21 @@ export class Engine implements VfsBackend {
     await this.#apply({ op: 'rmdir', path: p });
   }
   async unlink(p: string): Promise<void> {
+    // libfuse's hidden name of a file already unlinked (see rename): nothing of it is left here.
+    if (isFuseHidden(p)) return;
     await this.#apply({ op: 'unlink', path: p });
   }
+  /**
+   * libfuse hides a file some process has open before unlinking it (or renaming another over it):
+   * it renames it to .fuse_hiddenNNN and unlinks that name once the file is released. bpffs refuses
+   * the dotted name, which failed such an `rm` with EBUSY, where the kernel's bpffs unlinks an open
+   * pin as any other (the open file keeps the object). So that rename is the unlink, and the hidden
+   * name is only the open files', which getattr still answers for.
+   */
   async rename(from: string, to: string, flags: number): Promise<void> {
-    await this.#apply({ op: 'rename', from, to, flags });
+    if (!isFuseHidden(to)) return this.#apply({ op: 'rename', from, to, flags });
+    await this.#apply({ op: 'unlink', path: from });
+    for (const open of this.#files.values()) if (open.path === from) open.path = to;
   }
   async link(existing: string, p: string): Promise<void> {
     await this.#apply({ op: 'link', existing, path: p });
@@ -748,6 +761,11 @@ function attachFlagsName(flags: number): string {
 }
 
 /** The object file's text, read by the daemon (the CLI resolves the path). */
+/** A name libfuse gives a file it hides (".fuse_hidden" and hex digits). */
+function isFuseHidden(p: string): boolean {
+  return /^\.fuse_hidden[0-9a-f]+$/.test(path.posix.basename(p));
+}
+
 async function readObjectFile(objectFile: string): Promise<string> {
   if (!path.isAbsolute(objectFile)) throw bpfError('EINVAL', `${objectFile}: the object file's path must be absolute (the CLI resolves it)`);
   try {
