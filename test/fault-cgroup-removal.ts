@@ -17,7 +17,6 @@ import { cgroupSkipReason, makeCgroupTree, type CgroupTree } from './harness/cgr
 import { fuseSkipReason, mountVbpffs, type TestMount } from './harness/mount';
 
 t.setTimeout(180_000);
-const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
 const HEAD = `import { SEC, bpf_seq_printf, vbpffs_cgroup_name } from 'vbpffs/bpf';\n`;
 
 /** A view that names its cgroup, and one that prints 300 numbered lines (8,700 bytes) about it. */
@@ -96,24 +95,38 @@ interface Fixture {
   m: TestMount;
   tree: CgroupTree;
   base: string;
-  cli(...args: string[]): Promise<string>;
+  /** The program ids of the pinned views, by name. */
+  progIds: Record<string, number>;
   /** The mount's directory of a cgroup of the test tree. */
   dir(...parts: string[]): string;
   /** Removes a test cgroup on the host and waits for the mirror to drop its directory. */
   rmcg(...parts: string[]): Promise<void>;
 }
 
+/**
+ * One mount and one test tree for every case: the views pinned at the mount's root (so every
+ * mirrored directory has them), through the control operation `vbpffs iter pin` sends (the CLI
+ * itself is exercised by test/fault-programs.ts; here its start-up would only cost time).
+ */
 async function fixture(t: { teardown(fn: () => void | Promise<void>): void }): Promise<Fixture> {
   const m = await mountVbpffs(t);
   const tree = await makeCgroupTree(t, 'fault');
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-fault-cg-'));
-  const cli = (...args: string[]): Promise<string> => m.sh(process.execPath, ...process.execArgv.filter((a) => !a.includes('processinfo')), CLI, ...args);
   const dir = (...parts: string[]): string => m.p(tree.cgroup, ...parts);
+  const progIds: Record<string, number> = {};
+  const pin = async (name: string, source: string, opts: { order?: string; cgroup?: string } = {}): Promise<void> => {
+    const obj = path.join(base, `${name}.ts`);
+    writeFileSync(obj, source);
+    progIds[name] = (await m.daemon.engine.iterPin(obj, `/${name}`, opts)).progId;
+  };
+  // The walk starts at w/, a subtree of its own: the other cases make cgroups beside it.
+  tree.mkdirp('w');
+  await Promise.all([pin('view', VIEW), pin('long', LONG), pin('victim', VIEW), pin('walk', WALK, { order: 'descendants_pre', cgroup: tree.cg('w') })]);
   return {
     m,
     tree,
     base,
-    cli,
+    progIds,
     dir,
     async rmcg(...parts) {
       rmdirSync(tree.hostPath(...parts));
@@ -122,25 +135,22 @@ async function fixture(t: { teardown(fn: () => void | Promise<void>): void }): P
   };
 }
 
-async function pinObject(f: Fixture, name: string, source: string, at: string, ...opts: string[]): Promise<string> {
-  const obj = path.join(f.base, `${name}.ts`);
-  writeFileSync(obj, source);
-  return f.cli('-j', 'iter', 'pin', obj, at, ...opts);
-}
-
 t.test('cgroups removed under readers of a host mirror', async (t) => {
   const skip = (await fuseSkipReason()) || (await cgroupSkipReason());
+  if (skip) {
+    t.test('(mounted, with real cgroups)', { skip }, async () => undefined);
+    return;
+  }
+  const f = await fixture(t);
+  const runs = async (name: string): Promise<number> => (await f.m.daemon.engine.progShow()).find((p) => p.id === f.progIds[name])!.run_cnt;
 
-  t.test('removed between open and read: the view reads as empty and runs nothing', { skip }, async (t) => {
-    const f = await fixture(t);
-    const { progId } = JSON.parse(await pinObject(f, 'view', VIEW, f.m.p('view'))) as { progId: number };
+  t.test('removed between open and read: the view reads as empty and runs nothing', async (t) => {
     f.tree.mkdirp('gone');
     f.tree.mkdirp('kept');
     await until('the mirror', async () => (await exists(f.dir('gone', 'view'))) && (await exists(f.dir('kept', 'view'))));
     // A symlink of the user's own keeps kept/'s directory (and its tag) after the cgroup goes.
     await f.m.sh('ln', '-s', '/nowhere', f.dir('kept', 'mine'));
-    const runs = async (): Promise<number> => (JSON.parse(await f.cli('-j', 'prog', 'show', 'id', String(progId))) as { run_cnt: number }[])[0]!.run_cnt;
-    const runsBefore = await runs();
+    const runsBefore = await runs('view');
 
     const gone = await FdReader.open(f.dir('gone', 'view'), f.base);
     const kept = await FdReader.open(f.dir('kept', 'view'), f.base);
@@ -154,24 +164,21 @@ t.test('cgroups removed under readers of a host mirror', async (t) => {
     t.equal(gone.output, '', 'and is empty: cgroup_tryget fails');
     t.equal(await kept.step('cat'), 0, 'the read of a removed cgroup whose directory is kept succeeds');
     t.equal(kept.output, '', 'and is empty too: a view reads as empty from its cgroup\'s rmdir');
-    t.equal(await runs(), runsBefore, 'the program ran for neither');
+    t.equal(await runs('view'), runsBefore, 'the program ran for neither');
     t.equal((await f.m.sh('cat', f.dir('view'))).trim(), `view of ${f.tree.cgroup.slice(1)}`, 'the parent\'s view still reads');
   });
 
-  t.test('a pin unlinked, or renamed over, while a reader holds it open: both succeed and the reader reads on', { skip }, async (t) => {
+  t.test('a pin unlinked, or renamed over, while a reader holds it open: both succeed and the reader reads on', async (t) => {
     // libfuse hides an open file before unlinking it, by renaming it to .fuse_hiddenNNN, which bpffs
     // refused: rm failed with EBUSY. The kernel's bpffs unlinks an open pin as any other.
-    const f = await fixture(t);
-    await pinObject(f, 'view', VIEW, f.m.p('view'));
-    await pinObject(f, 'long', LONG, f.m.p('long'));
     f.tree.mkdirp('held');
     await until('the mirror', () => exists(f.dir('held', 'view')));
-    const unlinked = await FdReader.open(f.m.p('view'), f.base);
+    const unlinked = await FdReader.open(f.m.p('victim'), f.base);
     const replaced = await FdReader.open(f.dir('held', 'view'), f.base);
     t.teardown(() => (unlinked.close(), replaced.close()));
-    await f.m.sh('rm', f.m.p('view'));
+    await f.m.sh('rm', f.m.p('victim'));
     await f.m.sh('mv', f.dir('held', 'long'), f.dir('held', 'view'));
-    t.notOk((await f.m.sh('ls', f.m.mnt)).split('\n').includes('view'), 'the name is gone');
+    t.notOk((await f.m.sh('ls', f.m.mnt)).split('\n').includes('victim'), 'the name is gone');
     t.equal(await unlinked.step('cat'), 0);
     t.equal(unlinked.output, `view of \n`, 'the unlinked pin\'s reader reads it on (the root cgroup has no name)');
     t.equal(await replaced.step('cat'), 0);
@@ -179,9 +186,7 @@ t.test('cgroups removed under readers of a host mirror', async (t) => {
     t.equal(await f.m.sh('cat', f.dir('held', 'view')), longText('held'), 'and the name is the new one');
   });
 
-  t.test('removed during a read: the rest of the output comes from the one run made at the first read', { skip }, async (t) => {
-    const f = await fixture(t);
-    await pinObject(f, 'long', LONG, f.m.p('long'));
+  t.test('removed during a read: the rest of the output comes from the one run made at the first read', async (t) => {
     f.tree.mkdirp('busy');
     await until('the mirror', () => exists(f.dir('busy', 'long')));
     const r = await FdReader.open(f.dir('busy', 'long'), f.base);
@@ -193,27 +198,22 @@ t.test('cgroups removed under readers of a host mirror', async (t) => {
     t.equal(r.output, longText('busy'), 'and give the rest of the same output, exactly, then EOF');
   });
 
-  t.test('removed during a cgroup iterator walk (descendants_pre) that spans reads', { skip }, async (t) => {
-    const f = await fixture(t);
-    // A view pinned at the root tags it, so the mirror makes the directories the test waits on.
-    await pinObject(f, 'view', VIEW, f.m.p('view'));
-    for (const p of [['a', 'a1'], ['a', 'a2'], ['b', 'b1'], ['c']]) f.tree.mkdirp(...p);
-    await until('the mirror', () => exists(f.dir('c')));
-    await pinObject(f, 'walk', WALK, f.m.p('walk'), 'order', 'descendants_pre', 'cgroup', f.tree.cgroup);
-    const root = f.tree.cgroup.slice(1);
-    t.equal(await f.m.sh('cat', f.m.p('walk')), `${root} seq 0\na seq 1\na1 seq 2\na2 seq 3\nb seq 4\nb1 seq 5\nc seq 6\n`, 'the whole walk, read at once');
+  t.test('removed during a cgroup iterator walk (descendants_pre) that spans reads', async (t) => {
+    for (const p of [['a', 'a1'], ['a', 'a2'], ['b', 'b1'], ['c']]) f.tree.mkdirp('w', ...p);
+    await until('the mirror', () => exists(f.dir('w', 'c')));
+    t.equal(await f.m.sh('cat', f.m.p('walk')), 'w seq 0\na seq 1\na1 seq 2\na2 seq 3\nb seq 4\nb1 seq 5\nc seq 6\n', 'the whole walk, read at once');
 
     const r = await FdReader.open(f.m.p('walk'), f.base);
     t.teardown(() => r.close());
-    const head = `${root} seq 0\na seq 1\na1 seq 2\n`;
+    const head = 'w seq 0\na seq 1\na1 seq 2\n';
     t.equal(await r.step(`dd ${head.length}`), 0);
     t.equal(r.output, head, 'read one byte at a time up to a1: the walk stands at a2, not shown yet');
     // a2 is where the walk stands (the session holds it); b and b1 are ahead of it; d is new, at the end.
-    await f.rmcg('a', 'a2');
-    await f.rmcg('b', 'b1');
-    await f.rmcg('b');
-    f.tree.mkdirp('d');
-    await until('the mirror to show d', () => exists(f.dir('d')));
+    await f.rmcg('w', 'a', 'a2');
+    await f.rmcg('w', 'b', 'b1');
+    await f.rmcg('w', 'b');
+    f.tree.mkdirp('w', 'd');
+    await until('the mirror to show d', () => exists(f.dir('w', 'd')));
     t.equal(await r.step('cat'), 0, 'the walk goes on after the removals');
     t.equal(r.output, `${head}c seq 4\nd seq 5\n`, 'a2 (removed where the walk stood) is skipped, dead, with its seq_num 3; removed b and b1 are not visited; d, made ahead, is');
   });

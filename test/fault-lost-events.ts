@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { controlCall } from '../fs/control/client';
 import { stateDirFor } from '../fs/control/registry';
 import { cgroupSkipReason, makeCgroupTree, type CgroupTree } from './harness/cgroup-tree';
 import { fuseSkipReason } from './harness/mount';
@@ -41,8 +42,8 @@ function userNsSkip(): string | false {
   }
 }
 
-async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + 30_000; !(await cond()); await sleep(50)) {
+async function until(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await cond()); await sleep(50)) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
   }
 }
@@ -60,6 +61,8 @@ interface Daemon {
   /** The same directory reached from here: /proc/PID/root/MNT. */
   seen: string;
   cli(...args: string[]): Promise<string>;
+  /** A control request to the daemon, as the CLI sends it (without the CLI's start-up). */
+  control<T>(method: string, ...args: unknown[]): Promise<T>;
 }
 
 /** Starts `vbpffs mount --foreground` in a new user and mount namespace allowing one inotify watch. */
@@ -87,7 +90,9 @@ async function startLimited(t: { teardown(fn: () => void | Promise<void>): void 
   if (typeof first.value !== 'string' || !first.value.startsWith('vbpffs mounted at')) throw new Error(`the daemon did not start: ${String(first.value)}`);
   // Short commands run under this test's loader with its coverage tracking; the daemon without it.
   const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [...process.execArgv, CLI, ...args], { env, encoding: 'utf8' })).stdout;
-  return { child, mnt, seen: path.join(`/proc/${child.pid}/root`, mnt), cli };
+  const socket = path.join(stateDirFor(mnt, stateRoot), 'control.sock');
+  const control = <T>(method: string, ...args: unknown[]): Promise<T> => controlCall<T>(socket, method, args);
+  return { child, mnt, seen: path.join(`/proc/${child.pid}/root`, mnt), cli, control };
 }
 
 t.test('lost cgroup events: the mirror is wrong until a reconcile repairs it', async (t) => {
@@ -104,7 +109,7 @@ t.test('lost cgroup events: the mirror is wrong until a reconcile repairs it', a
       tree.mkdirp('keep');
       tree.mkdirp('gone', 'inner');
       const d = await startLimited(t, base, label, reconcileSeconds);
-      await d.cli('iter', 'pin', view, path.join(d.mnt, 'view'));
+      await d.control('iterPin', view, '/view', {});
       const mirror = (): Promise<string[]> => dirs(path.join(d.seen, tree.cgroup));
       await until('the mirror of the test tree', async () => (await mirror().catch(() => [])).length === 3);
       return { tree, d, mirror };
@@ -119,24 +124,31 @@ t.test('lost cgroup events: the mirror is wrong until a reconcile repairs it', a
       await until('a cgroup made where a watch is to be mirrored', async () => (await run('ls', [d.seen])).stdout.split('\n').includes(seen.cgroup.slice(1)));
     };
 
+    // Both daemons start at once: each is a process under the TypeScript loader, slow to start.
+    const [manual, periodic] = await Promise.all([setUp('lost', 0), setUp('lost-walk', 0.3)]);
+
     t.test('vbpffs cgroup reconcile repairs what was missed', async (t) => {
-      const { tree, d, mirror } = await setUp('lost', 0);
+      const { tree, d, mirror } = manual;
       t.same(await mirror(), ['gone', 'gone/inner', 'keep'], 'the mirror as the daemon loaded it');
       await loseEvents(tree, d, 'lost');
       t.same(await mirror(), ['gone', 'gone/inner', 'keep'], 'a later change the root\'s watch reported is mirrored, but none of those below it: the mirror is wrong');
       t.equal(await run('cat', [path.join(d.seen, tree.cgroup, 'gone', 'inner', 'view')]).then((r) => r.stdout), 'inner\n', 'and its stale directories still read their removed cgroups, which vbpffs believes live');
 
-      t.equal(await d.cli('cgroup', 'reconcile', 'mount', d.mnt), 'reconciled: 2 cgroups added, 2 removed\n');
+      // The walk repairs the whole host tree: other tests' cgroups below unwatched directories too.
+      const said = /^reconciled: (\d+) cgroups added, (\d+) removed\n$/.exec(await d.cli('cgroup', 'reconcile', 'mount', d.mnt));
+      t.ok(said !== null && Number(said[1]) >= 2 && Number(said[2]) >= 2, `vbpffs cgroup reconcile says what it repaired: ${said?.[0]}`);
       t.same(await mirror(), await dirs(tree.dir), 'after the reconcile the mirror is find of the real cgroup tree');
       t.same(await mirror(), ['keep', 'keep/child', 'new']);
-      t.equal(await d.cli('-j', 'cgroup', 'reconcile', 'mount', d.mnt), '{"added":0,"removed":0}\n', 'a second reconcile finds nothing left');
     });
 
     t.test('the periodic walk (--reconcile-interval) repairs it on its own', async (t) => {
-      const { tree, d, mirror } = await setUp('lost-walk', 0.3);
+      const { tree, d, mirror } = periodic;
       await loseEvents(tree, d, 'lost-walk');
       const real = await dirs(tree.dir);
-      await until('the periodic walk to repair the mirror', async () => JSON.stringify(await mirror()) === JSON.stringify(real));
+      // find may race the walk removing a directory it is about to enter: that look is retried. The
+      // walk's period stretches to 200 times its last walk of the whole host tree, which on a loaded
+      // machine can be tens of seconds: hence the long wait.
+      await until('the periodic walk to repair the mirror', async () => JSON.stringify(await mirror().catch(() => null)) === JSON.stringify(real), 90_000);
       t.same(await mirror(), ['keep', 'keep/child', 'new'], 'the mirror is find of the real cgroup tree');
     });
   });
