@@ -235,8 +235,12 @@ export function parseIterPin(args: string[]): Request {
   return { method: 'iterPin', args: [obj, pin, opts] };
 }
 
-/** The cgroup commands that talk to a daemon: show, attach, detach, run. */
+/** The cgroup commands that talk to a daemon: show, attach, detach, run, reconcile. */
 export function parseCgroupCommand(cmd: string, args: string[]): Request {
+  if (cmd === 'reconcile') {
+    new Words(args, 'cgroup reconcile [mount MOUNTPOINT]').end();
+    return { method: 'cgroupReconcile', args: [] };
+  }
   const usage: Record<string, string> = {
     show: 'cgroup show CGROUP [effective]',
     attach: 'cgroup attach CGROUP ATTACH_TYPE PROG [multi|override]',

@@ -18,12 +18,21 @@ export interface MountArgs {
   sim?: string;
   mirror?: 'auto' | 'manual';
   state?: string;
+  /** --reconcile-interval, in ms. */
+  reconcileIntervalMs?: number;
   foreground: boolean;
   allowOther: boolean;
 }
 
-const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state']);
+const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state', '--reconcile-interval']);
 const MOUNT_SWITCHES = new Set(['--foreground', '--allow-other']);
+
+/** A number of seconds, 0 or more (fractions allowed). */
+function seconds(flag: string, v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw bpfError('EINVAL', `${flag} takes seconds (0 or more), not '${v}'`);
+  return n;
+}
 
 export function parseMountArgs(args: string[]): MountArgs {
   const out: Partial<MountArgs> & { foreground: boolean; allowOther: boolean } = { foreground: false, allowOther: false };
@@ -38,6 +47,7 @@ export function parseMountArgs(args: string[]): MountArgs {
       if (a === '--cgroup-root') out.cgroupRoot = path.resolve(v);
       else if (a === '--sim') out.sim = v;
       else if (a === '--state') out.state = path.resolve(v);
+      else if (a === '--reconcile-interval') out.reconcileIntervalMs = seconds(a, v) * 1000;
       else if (v === 'auto' || v === 'manual') out.mirror = v;
       else throw bpfError('EINVAL', `--mirror is auto or manual, not '${v}'`);
     } else if (a.startsWith('-')) {
@@ -48,14 +58,14 @@ export function parseMountArgs(args: string[]): MountArgs {
       throw bpfError('EINVAL', `unexpected argument '${a}'`);
     }
   }
-  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--foreground]');
+  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--reconcile-interval SECONDS] [--foreground]');
   if (out.cgroupRoot !== undefined && out.sim !== undefined) throw bpfError('EINVAL', '--cgroup-root and --sim exclude each other');
   return out as MountArgs;
 }
 
 /** Runs the daemon in this process until it stops (a signal, or `vbpffs umount`). */
 export async function mountForeground(a: MountArgs, say: (line: string) => void): Promise<void> {
-  const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, state: a.state, allowOther: a.allowOther });
+  const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, reconcileIntervalMs: a.reconcileIntervalMs, state: a.state, allowOther: a.allowOther });
   mounted(say, `vbpffs mounted at ${d.mountPoint} (pid ${process.pid}, control ${d.socket})`, (await d.engine.status()).journal);
   await d.stopped;
 }

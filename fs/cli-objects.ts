@@ -183,11 +183,15 @@ export async function objectCommand(object: string, argv: string[], o: Opts): Pr
       return print(o, links, () => links.forEach((l) => o.out(`${l.id}: ${l.type}  prog ${l.prog_id}${l.info ? `\n\t${l.info.trim().replaceAll('\n', '\n\t')}` : ''}`)));
     }
     case 'cgroup': {
-      const cmd = keyword(args[0], ['show', 'list', 'attach', 'detach', 'run']);
+      const cmd = keyword(args[0], ['show', 'list', 'attach', 'detach', 'run', 'reconcile']);
       const req = parseCgroupCommand(cmd === 'list' ? 'show' : cmd, args.slice(1));
       const { value } = await send<unknown>(req, mount);
       if (req.method === 'cgroupShow') return printCgroupShow(o, value as CgroupShow[], req.args[1] === true);
       if (req.method === 'cgroupRun') return printCgroupRun(o, value as CgroupRun);
+      if (req.method === 'cgroupReconcile') {
+        const r = value as { added: number; removed: number };
+        return print(o, r, () => o.out(`reconciled: ${r.added} cgroups added, ${r.removed} removed`));
+      }
       return quiet(o, value);
     }
     default:

@@ -28,7 +28,7 @@ export interface CliIo {
 const USAGE = `Usage: vbpffs [-j|-p] OBJECT COMMAND
        OBJECT := { mount | umount | status | prog | map | link | iter | cgroup | version | help }
        vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim demo] [--mirror auto|manual] [--state DIR]
-                    [--foreground] [--allow-other]
+                    [--reconcile-interval SECONDS] [--foreground] [--allow-other]
        vbpffs umount MOUNTPOINT
        vbpffs status
        vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]      OBJ := { FILE | pinned PATH }
@@ -53,6 +53,7 @@ const USAGE = `Usage: vbpffs [-j|-p] OBJECT COMMAND
        vbpffs cgroup attach CGROUP ATTACH_TYPE PROG [multi | override]
        vbpffs cgroup detach CGROUP ATTACH_TYPE PROG
        vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]   fires the hook once
+       vbpffs cgroup reconcile            walks the cgroup2 tree now and repairs the mirror
        vbpffs cgroup tree [PATH]          the host's cgroup2 hierarchy (ids are inode numbers)
        vbpffs version
        PROG := { id PROG_ID | pinned PATH }   MAP := { id MAP_ID | pinned PATH }   LINK := { id LINK_ID | pinned PATH }
@@ -131,7 +132,7 @@ async function dispatch(argv: string[], o: Opts): Promise<void> {
     case 'status':
       return printStatus(await status(), o);
     case 'cgroup': {
-      const command = keyword(args[1] ?? 'tree', ['tree', 'show', 'list', 'attach', 'detach', 'run']);
+      const command = keyword(args[1] ?? 'tree', ['tree', 'show', 'list', 'attach', 'detach', 'run', 'reconcile']);
       if (command === 'tree') return cgroupTree(args.slice(2), o);
       return objectCommand('cgroup', args.slice(1), o);
     }

@@ -68,7 +68,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const mountPoint = path.resolve(opts.mountPoint);
   const stateDir = opts.state ?? stateDirFor(mountPoint, DEFAULT_STATE_ROOT);
   await claimMountPoint(mountPoint, stateDir);
-  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, stateDir, mountPoint });
+  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint });
   let fuse: FuseMount;
   try {
     fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther });

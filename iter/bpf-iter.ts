@@ -257,8 +257,12 @@ async function show<P>(it: IterSession<P>, v: unknown): Promise<number | BpfErro
   }
 }
 
-const e2big = (it: IterSession<unknown>): BpfError =>
-  bpfError('E2BIG', `iterator session ${it.sessionId}: one object's output does not fit the ${it.seq.size}-byte seq buffer`);
+/** The read fails: one object's output overflows the seq buffer. Logged, since no program faulted. */
+function e2big(it: IterSession<unknown>): BpfError {
+  const e = bpfError('E2BIG', `iterator session ${it.sessionId}: prog ${it.prog.name} (id ${it.prog.id}) printed more for one object than the ${it.seq.size}-byte seq buffer holds`);
+  debug('%s', e.message);
+  return e;
+}
 
 /**
  * bpf_seq_read: one read() of an iterator file (spec 5.2).

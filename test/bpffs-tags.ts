@@ -203,6 +203,28 @@ t.test('1.3.7 a view whose cgroup was removed reads as empty and runs nothing', 
   t.equal(view.prog.stats.runCnt, 0);
 });
 
+t.test('1.3.7 a view opened before its cgroup\'s rmdir and first read after it reads as empty too', async (t) => {
+  // The kept directory's tag holds the removed cgroup, so cgroup_tryget alone would still succeed.
+  const w = await mount(t);
+  await w.mkcg('/a', '/b');
+  w.fs.mkdir('/t', 0o755);
+  const view = w.view();
+  w.fs.pin('/t/v', view);
+  w.fs.mkdir('/t/a', 0o755);
+  w.fs.mkdir('/t/b', 0o755);
+  const before = w.fs.open('/t/a/v', 0);
+  const started = w.fs.open('/t/b/v', 0);
+  const first = await started.read(4);
+  await w.rmcg('/a', '/b');
+  t.equal((await before.read(4096)).length, 0, 'not read before the rmdir: empty');
+  t.equal((await before.read(4096)).length, 0, 'and stays at EOF');
+  t.equal(view.prog.stats.runCnt, 1, 'the program ran only for b, read before its rmdir');
+  const rest = await started.read(4096);
+  t.match(Buffer.concat([first, rest]).toString(), /name: b\n$/, 'read before the rmdir: the rest of that run\'s output');
+  before.release();
+  started.release();
+});
+
 t.test('1.3.8 rmdir of a tagged directory removes the inherited files and destroys its tag', async (t) => {
   const w = await mount(t);
   const [a] = await w.mkcg('/a');

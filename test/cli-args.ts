@@ -90,6 +90,8 @@ t.test('prog, link, iter and cgroup commands', async (t) => {
   t.same(parseCgroupCommand('attach', ['/a', 'egress', 'id', '5', 'over']).args[3], 1);
   t.same(parseCgroupCommand('attach', ['/a', 'egress', 'id', '5']).args[3], 0);
   t.same(parseCgroupCommand('detach', ['/a', 'egress', 'id', '5']), { method: 'cgroupDetach', args: ['/a', 'egress', { id: 5 }] });
+  t.same(parseCgroupCommand('reconcile', []), { method: 'cgroupReconcile', args: [] }, 'cgroup reconcile takes no argument');
+  t.throws(() => parseCgroupCommand('reconcile', ['/a']), { code: 'EINVAL' });
   t.same(parseCgroupCommand('show', ['/a', 'eff']).args, ['/a', true]);
   t.same(parseCgroupCommand('show', ['/a']).args, ['/a', false]);
   t.same(parseCgroupCommand('run', ['/a', 'egress', 'ctx', '{"len":84}']).args, ['/a', 'egress', { len: 84 }]);

@@ -15,6 +15,8 @@ t.test('mount arguments: the mount point, the source, the mirror mode, the state
     state: `${process.cwd()}/st`,
     allowOther: true,
   });
+  t.match(parseMountArgs(['/m', '--reconcile-interval', '0.5']), { reconcileIntervalMs: 500 }, '--reconcile-interval is in seconds');
+  t.match(parseMountArgs(['/m', '--reconcile-interval', '0']), { reconcileIntervalMs: 0 }, '0 turns the periodic walk off');
 });
 
 t.test('mount arguments: each mistake is EINVAL saying what was wrong', async (t) => {
@@ -24,6 +26,9 @@ t.test('mount arguments: each mistake is EINVAL saying what was wrong', async (t
   t.throws(() => parseMountArgs(['/m', '--frob']), { code: 'EINVAL', message: /unknown option '--frob' for mount/ });
   t.throws(() => parseMountArgs(['/m', '/n']), { code: 'EINVAL', message: /unexpected argument '\/n'/ });
   t.throws(() => parseMountArgs(['/m', '--sim', 'demo', '--cgroup-root', '/x']), { code: 'EINVAL', message: /exclude each other/ });
+  for (const bad of ['-1', 'soon', '', 'Infinity']) {
+    t.throws(() => parseMountArgs(['/m', '--reconcile-interval', bad]), { code: 'EINVAL', message: /--reconcile-interval takes seconds/ }, `--reconcile-interval ${bad}`);
+  }
 });
 
 t.test('paths in a mount: relative to its root; a path outside it is EINVAL (no traversal out)', async (t) => {

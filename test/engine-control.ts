@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { Engine } from '../fs/engine/engine';
+import type { SimCgroupSource } from '../tags';
+import { examplePath } from '../progs/examples';
 import { counterObject } from './harness/cgroup-progs';
 
 const ITER = `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
@@ -153,4 +155,46 @@ t.test('control operations: made, checked, journalled, replayed', async (t) => {
   t.same(b.cgroupShow('/system.slice'), [{ id: a.id, attach_type: 'egress', name: 'p0', attach_flags: 'multi' }]);
   t.equal(await readAll(b, '/walk2'), 'second\n');
   t.same((await b.readdir('/')).sort(), ['allow', 'allow2', 'arr', 'cs', 'deny', 'it', 'its', 'm', 'm2', 'walk', 'walk2']);
+});
+
+t.test('cgroupReconcile (vbpffs cgroup reconcile) repairs what the source missed, and says what it did', async (t) => {
+  const e = await Engine.start({ sim: 'demo' });
+  t.teardown(() => e.stop());
+  const sim = e.source as SimCgroupSource;
+  t.same(await e.cgroupReconcile(), { added: 0, removed: 0 }, 'nothing missed: nothing to do');
+  // Made while tracking is paused: the source misses it, as a daemon misses a lost inotify event.
+  await sim.pause();
+  sim.cgroupfs.mkdir('/missed');
+  t.equal(sim.hierarchy.cgroupByPath('/missed'), undefined);
+  t.same(await e.cgroupReconcile(), { added: 1, removed: 0 });
+  t.ok(sim.hierarchy.cgroupByPath('/missed'), 'the hierarchy (and so the mirror) has it after the reconcile');
+});
+
+t.test('an open file outlives its name: getattr by the path it was opened through, libfuse\'s hidden rename as the unlink', async (t) => {
+  const state = mkdtempSync(path.join(tmpdir(), 'vbpffs-ec-'));
+  const e = await Engine.start({ sim: 'demo', stateDir: state });
+  t.teardown(() => e.stop());
+  await e.iterPin(examplePath('procs'), '/procs');
+  const ino = (await e.getattr('/procs')).ino;
+  const fh = await e.open('/procs', 0);
+  await e.unlink('/procs');
+  t.equal((await e.getattr('/procs')).ino, ino, 'fstat of the unlinked pin (FUSE asks by its old path) is its inode');
+  await t.rejects(e.getattr('/nope'), { code: 'ENOENT' }, 'a path no open file was opened through is still ENOENT');
+  await t.rejects(e.getattr('/.nope'), { code: 'EPERM' }, 'and a dotted one still bpffs\'s EPERM');
+  await e.release(fh);
+  await t.rejects(e.getattr('/procs'), { code: 'ENOENT' }, 'once released, the name is gone for good');
+
+  const hidden = '/system.slice/.fuse_hidden0000000a00000001';
+  await t.rejects(e.getattr(hidden), { code: 'ENOENT' }, 'a free hidden name is ENOENT, which libfuse looks for');
+  const held = await e.open('/system.slice/procs', 0);
+  await e.rename('/system.slice/procs', hidden, 0);
+  t.notOk((await e.readdir('/system.slice')).includes('procs'), 'the hide is the unlink');
+  t.notOk((await e.readdir('/system.slice')).some((n) => n.startsWith('.fuse_hidden')), 'and the hidden name is nowhere in the tree');
+  t.equal((await e.getattr(hidden)).mode & 0o170000, 0o100000, 'getattr of the hidden name is the open file\'s');
+  t.match(Buffer.from(await e.read(held, 4096)).toString(), /^procs +\d+\nthreads +\d+\n$/, 'which reads on');
+  await e.release(held);
+  await e.unlink(hidden);
+  t.pass('libfuse\'s unlink of the hidden name after the release succeeds');
+  const ops = readFileSync(path.join(state, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { op: string; path?: string });
+  t.same(ops.filter((o) => o.op !== 'iterPin'), [{ op: 'unlink', path: '/procs' }, { op: 'unlink', path: '/system.slice/procs' }], 'journalled as the two unlinks they are');
 });

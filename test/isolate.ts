@@ -243,6 +243,28 @@ export const big = SEC('cgroup_view', (ctx) => {
   c.close();
 });
 
+t.test('a bpf_seq_write that cannot fit is refused before its bytes cross: -EOVERFLOW, nothing kept, within the 50 ms deadline', async (t) => {
+  // 10 MiB used to be converted and copied to the host before the seq_file refused it, which took
+  // the run past its 50 ms deadline (EIO) instead of giving the reader E2BIG.
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => {
+  const s = ctx.meta.seq;
+  const fit = bpf_seq_write(s, 'a'.repeat(5000));
+  const fitBytes = bpf_seq_write(s, new Uint8Array(5000).fill(98));
+  const big = bpf_seq_write(s, new Uint8Array(10 << 20).fill(120));
+  const bigText = bpf_seq_write(s, 'x'.repeat(10 << 20));
+  return fit === 0 && fitBytes === 0 && big === -75 && bigText === -75 ? 0 : 1;
+});
+export const q = SEC('cgroup_view', (ctx) => bpf_seq_write(ctx.meta.seq, 'x'.repeat(10 << 20)) === -22 ? 0 : 1);`, { limits: { deadlineMs: 50 } });
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('p').run(ctx), 0, 'long writes that fit are kept; 10 MiB, as bytes or text, is -EOVERFLOW');
+  t.ok(sink.overflowed, 'the refused write overflowed the seq_file, as seq_write does');
+  t.equal(sink.contents().length, 10_000, 'and kept nothing of it');
+  t.equal(c.program('q').run({ meta: { sessionId: 1n, seqNum: 0n }, cgroup: w.root }), 0, 'with no seq_file to write to, a long write is -EINVAL');
+  t.equal(c.program('p').stats.faults, 0);
+  c.close();
+});
+
 t.test('vbpffs_cgroup_read parses the run\'s file snapshot; a file not in it, or absent, is null', async (t) => {
   const w = world();
   const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => {

@@ -117,6 +117,11 @@ export class Bpffs {
     return statOf(walk(this.#live, path, false).inode);
   }
 
+  /** fstat: an open file's inode, whether or not a name still leads to it. */
+  fstat(file: OpenFile): BpffsStat {
+    return statOf(file.inode);
+  }
+
   /** The names of a directory, newest first as dcache_readdir lists them, without "." and "..". */
   readdir(path: string): string[] {
     const { inode } = walk(this.#live, path, true);

@@ -15,6 +15,7 @@
  */
 import { bpfError } from '../../uapi';
 import { bpffsMapShow, mapSupportsSeqShow, type BpfMap } from '../../progs';
+import type { KernfsNode } from '../../tags';
 import type { DirInode, ObjInode, SuperBlock } from './inode';
 import { isIterLink, type IterSession } from './iter-link';
 
@@ -24,18 +25,20 @@ export interface OpenFile {
   release(): void;
   /** True: the size of what a read gives is not known before it is read. */
   readonly directIo: boolean;
+  /** The pin's inode the file holds (fstat's). */
+  readonly inode: ObjInode;
 }
 
 const EMPTY = new Uint8Array(0);
 
 abstract class PinFile implements OpenFile {
   readonly directIo = true;
-  readonly #inode: ObjInode;
+  readonly inode: ObjInode;
   #released = false;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(inode: ObjInode) {
-    this.#inode = inode;
+    this.inode = inode;
     inode.hold();
   }
 
@@ -52,7 +55,7 @@ abstract class PinFile implements OpenFile {
     try {
       this.close();
     } finally {
-      this.#inode.release();
+      this.inode.release();
     }
   }
 
@@ -97,6 +100,28 @@ class IterFile extends PinFile {
   }
 }
 
+/**
+ * A cgroup_view's file. It reads as empty from its cgroup's rmdir (docs/DIFFERENCES.md): the
+ * directory's tag holds the cgroup, so a removed cgroup whose directory stays (manual mirroring, or
+ * a directory kept for the user's entries) is dying for as long as the directory is there, and
+ * cgroup_tryget alone would let a file opened before the rmdir run the program for it.
+ */
+class ViewFile extends IterFile {
+  readonly #cgroup: KernfsNode;
+  #started = false;
+
+  constructor(inode: ObjInode, session: IterSession, cgroup: KernfsNode) {
+    super(inode, session);
+    this.#cgroup = cgroup;
+  }
+
+  protected override readNext(size: number): Promise<Uint8Array> {
+    if (!this.#started && this.#cgroup.dying) return Promise.resolve(EMPTY);
+    this.#started = true;
+    return super.readNext(size);
+  }
+}
+
 /** The i_fop of a pin, opened through `dir` (the directory its name was found in). */
 export function bpffsOpen(sb: SuperBlock, dir: DirInode, inode: ObjInode): OpenFile {
   const obj = inode.obj;
@@ -108,5 +133,5 @@ export function bpffsOpen(sb: SuperBlock, dir: DirInode, inode: ObjInode): OpenF
   // cgroup_view_seq_start: no tag, or a cgroup that cannot be held, reads as empty.
   const cgroup = dir.tag?.node;
   if (cgroup === undefined || cgroup.dying) return new TextFile(inode, () => EMPTY);
-  return new IterFile(inode, obj.open({ cgroup, source: sb.source }));
+  return new ViewFile(inode, obj.open({ cgroup, source: sb.source }), cgroup);
 }

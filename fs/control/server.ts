@@ -30,6 +30,7 @@ const METHODS: Readonly<Record<string, number>> = {
   cgroupDetach: 3,
   cgroupShow: 2,
   cgroupRun: 3,
+  cgroupReconcile: 0,
   shutdown: 0,
 };
 

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
 import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
-import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode } from '../../tags';
+import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode, type ReconcileResult } from '../../tags';
 import {
   CGROUP_ATTACH_TYPES,
   Handle,
@@ -54,6 +54,8 @@ export interface EngineOptions {
   stateDir?: string;
   /** Where the mount is, so absolute symlink targets inside it resolve. */
   mountPoint?: string;
+  /** The host source's periodic reconcile walk, ms (0: none); the source's default when absent. */
+  reconcileIntervalMs?: number;
 }
 
 export interface ProgShow {
@@ -122,7 +124,8 @@ export class Engine implements VfsBackend {
   readonly source: CgroupSource;
   readonly bpffs: Bpffs;
   readonly #opts: EngineOptions;
-  readonly #files = new Map<number, OpenFile>();
+  /** Open files by handle, with the path each was opened through. */
+  readonly #files = new Map<number, { file: OpenFile; path: string }>();
   readonly #startedAt = new Date();
   readonly #stop: (() => Promise<void>)[] = [];
   readonly #journal: Journal | null;
@@ -147,7 +150,7 @@ export class Engine implements VfsBackend {
       stops.push(await simPreset(sim, opts.sim));
       source = sim;
     } else {
-      source = await HostCgroupSource.open({ mountPoint: opts.cgroupRoot });
+      source = await HostCgroupSource.open({ mountPoint: opts.cgroupRoot, reconcileIntervalMs: opts.reconcileIntervalMs });
       await source.start();
     }
     const engine = new Engine(source, opts);
@@ -159,7 +162,7 @@ export class Engine implements VfsBackend {
 
   async stop(): Promise<void> {
     await this.#journal?.close();
-    for (const f of this.#files.values()) f.release();
+    for (const f of this.#files.values()) f.file.release();
     this.#files.clear();
     this.bpffs.dispose();
     for (const s of this.#stop.splice(0)) await s();
@@ -168,8 +171,22 @@ export class Engine implements VfsBackend {
 
   // --- VfsBackend -------------------------------------------------------------------------------
 
+  /**
+   * lstat, and fstat of an open file whose name is gone: FUSE's GETATTR names a node, which libfuse
+   * turns into the path it was last known by, so a file opened there (a view whose directory the
+   * mirror removed, a pin unlinked elsewhere) is stat'ed by that path. It still exists for its
+   * holder, as an unlinked file does; without this `cat` fails its fstat with ENOENT before reading.
+   */
   async getattr(p: string): Promise<VfsStat> {
-    return this.bpffs.getattr(p);
+    try {
+      return this.bpffs.getattr(p);
+    } catch (e) {
+      // libfuse picks a hidden name by getattr answering ENOENT; bpffs's lookup of a dotted name is EPERM.
+      const hidden = isFuseHidden(p);
+      const open = isBpfError(e) && (e.code === 'ENOENT' || hidden) ? this.#openedAt(p) : undefined;
+      if (open !== undefined) return this.bpffs.fstat(open);
+      throw hidden ? bpfError('ENOENT', `${p}: no such hidden file`) : e;
+    }
   }
   async readdir(p: string): Promise<string[]> {
     return this.bpffs.readdir(p);
@@ -184,10 +201,21 @@ export class Engine implements VfsBackend {
     await this.#apply({ op: 'rmdir', path: p });
   }
   async unlink(p: string): Promise<void> {
+    // libfuse's hidden name of a file already unlinked (see rename): nothing of it is left here.
+    if (isFuseHidden(p)) return;
     await this.#apply({ op: 'unlink', path: p });
   }
+  /**
+   * libfuse hides a file some process has open before unlinking it (or renaming another over it):
+   * it renames it to .fuse_hiddenNNN and unlinks that name once the file is released. bpffs refuses
+   * the dotted name, which failed such an `rm` with EBUSY, where the kernel's bpffs unlinks an open
+   * pin as any other (the open file keeps the object). So that rename is the unlink, and the hidden
+   * name is only the open files', which getattr still answers for.
+   */
   async rename(from: string, to: string, flags: number): Promise<void> {
-    await this.#apply({ op: 'rename', from, to, flags });
+    if (!isFuseHidden(to)) return this.#apply({ op: 'rename', from, to, flags });
+    await this.#apply({ op: 'unlink', path: from });
+    for (const open of this.#files.values()) if (open.path === from) open.path = to;
   }
   async link(existing: string, p: string): Promise<void> {
     await this.#apply({ op: 'link', existing, path: p });
@@ -213,17 +241,22 @@ export class Engine implements VfsBackend {
   async open(p: string, flags: number): Promise<number> {
     const file = this.bpffs.open(p, flags);
     const fh = this.#nextFh++;
-    this.#files.set(fh, file);
+    this.#files.set(fh, { file, path: p });
     return fh;
   }
   async read(fh: number, size: number): Promise<Uint8Array> {
-    const file = this.#files.get(fh);
-    if (file === undefined) throw bpfError('EBADF', `no open file ${fh}`);
-    return file.read(size);
+    const open = this.#files.get(fh);
+    if (open === undefined) throw bpfError('EBADF', `no open file ${fh}`);
+    return open.file.read(size);
   }
   async release(fh: number): Promise<void> {
-    this.#files.get(fh)?.release();
+    this.#files.get(fh)?.file.release();
     this.#files.delete(fh);
+  }
+  /** A file open through the path p, if any. */
+  #openedAt(p: string): OpenFile | undefined {
+    for (const open of this.#files.values()) if (open.path === p) return open.file;
+    return undefined;
   }
   async statfs(): Promise<VfsStatfs> {
     return this.bpffs.statfs();
@@ -613,6 +646,16 @@ export class Engine implements VfsBackend {
     return out;
   }
 
+  /**
+   * `vbpffs cgroup reconcile`: walks the cgroup tree now and repairs the hierarchy, and so the
+   * mirror, from what it finds: what the periodic walk does, for when events were lost.
+   */
+  async cgroupReconcile(): Promise<ReconcileResult> {
+    const r = await this.source.reconcile();
+    debug('reconcile asked for: %d cgroups added, %d removed', r.added, r.removed);
+    return r;
+  }
+
   /** `vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]`: fires the hook once, as an event would. */
   cgroupRun(cgroup: unknown, attachType: unknown, ctx?: unknown): CgroupRun {
     const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
@@ -721,6 +764,11 @@ function attachFlagsName(flags: number): string {
 }
 
 /** The object file's text, read by the daemon (the CLI resolves the path). */
+/** A name libfuse gives a file it hides (".fuse_hidden" and hex digits). */
+function isFuseHidden(p: string): boolean {
+  return /^\.fuse_hidden[0-9a-f]+$/.test(path.posix.basename(p));
+}
+
 async function readObjectFile(objectFile: string): Promise<string> {
   if (!path.isAbsolute(objectFile)) throw bpfError('EINVAL', `${objectFile}: the object file's path must be absolute (the CLI resolves it)`);
   try {

@@ -11,7 +11,7 @@ export const ENGINE_METHODS = [
   'chmod', 'chown', 'utimens', 'open', 'read', 'release', 'statfs',
   'progLoadAll', 'iterPin', 'progShow', 'mapShow', 'linkShow', 'mapDump', 'status',
   'progLoad', 'mapCreate', 'objPin', 'mapLookup', 'mapUpdate', 'mapDelete', 'mapGetNext',
-  'linkUpdate', 'linkDetach', 'cgroupAttach', 'cgroupDetach', 'cgroupShow', 'cgroupRun',
+  'linkUpdate', 'linkDetach', 'cgroupAttach', 'cgroupDetach', 'cgroupShow', 'cgroupRun', 'cgroupReconcile',
 ] as const;
 export type EngineMethod = (typeof ENGINE_METHODS)[number];
 

@@ -276,6 +276,14 @@ export class ObjectIsolate implements ProgRunner {
         if (run.sink === null) return EINVAL;
         return bpf_seq_write(run.sink, bytes ? Uint8Array.from(data, (c) => c.charCodeAt(0)) : new TextEncoder().encode(data));
       }),
+      seq_reserve: cb((len: number) => {
+        const run = this.#guard();
+        if (run.sink === null) return EINVAL;
+        const room = run.sink.room();
+        // seq_write keeps a write only while count + len < size. One that cannot fit overflows the
+        // seq_file and keeps nothing, whatever its bytes: a write of `room` bytes does exactly that.
+        return len < room ? 0 : bpf_seq_write(run.sink, new Uint8Array(room));
+      }),
       ktime: cb(() => {
         this.#guard();
         return process.hrtime.bigint();

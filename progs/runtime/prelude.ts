@@ -30,6 +30,8 @@ export interface PreludeHost {
   slab(map: number, buffer: number): SharedArrayBuffer;
   seq_printf(fmt: string, ...args: (number | bigint | string)[]): number;
   seq_write(data: string, bytes: boolean): number;
+  /** 0 when a write of len bytes may fit; else what that write returns (the seq_file overflowed). */
+  seq_reserve(len: number): number;
   ktime(): bigint;
   cgroup_info(id: number): [number, string] | null;
   cgroup_ancestor(id: number, level: number): bigint;
@@ -84,6 +86,8 @@ export function isolatePrelude(
   const { EINVAL, ENOENT } = init.errno;
   const freeze = Object.freeze;
   const LOC_SPLIT = 2 ** 32;
+  /** Writes this long ask the host for room first: one more crossing, worth it only for large ones. */
+  const LONG_WRITE = 4096;
 
   // --- handles: only the prelude makes them; helpers check the brand ------------------------------
   class Cgroup {
@@ -216,8 +220,16 @@ export function isolatePrelude(
     },
     bpf_seq_write(seq: unknown, data: unknown) {
       if (seq !== SEQ) return -EINVAL;
+      if (typeof data !== 'string' && !ArrayBuffer.isView(data)) return -EINVAL;
+      // A long write is checked against the room left before its bytes are converted and copied:
+      // 10 MB that cannot fit would otherwise spend the run's whole deadline crossing over. A
+      // string's UTF-8 is at least as long as the string.
+      const len = typeof data === 'string' ? data.length : data.byteLength;
+      if (len >= LONG_WRITE) {
+        const r = host.seq_reserve(len);
+        if (r !== 0) return r;
+      }
       if (typeof data === 'string') return host.seq_write(data, false);
-      if (!ArrayBuffer.isView(data)) return -EINVAL;
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       let s = '';
       for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
