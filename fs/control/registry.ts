@@ -3,8 +3,9 @@
  * default, so it lasts until reboot like the kernel's pins), holding the control socket and an
  * info file. The directory name is the mount point with '/' as '%2F', so it is unique and readable.
  */
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { bpfError } from '../../uapi';
 
 export const DEFAULT_STATE_ROOT = process.env.VBPFFS_STATE_ROOT ?? '/run/vbpffs';
 
@@ -25,10 +26,26 @@ export async function writeInfo(info: MountInfo): Promise<void> {
   await writeFile(path.join(info.stateDir, 'info.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
 }
 
+/**
+ * The registry is as private as the sockets (directories of mode 0700): a user who may not read it
+ * may not control the daemons either, and is told so, rather than that no daemon runs.
+ */
+async function denied(dir: string, e: unknown): Promise<Error> {
+  let owner = 'their owner';
+  try {
+    const { uid } = await stat(dir);
+    owner = uid === 0 ? 'root' : `uid ${uid}`;
+  } catch {
+    // The directory's owner is only a hint: the refusal stands without it.
+  }
+  return bpfError('EACCES', `${dir}: permission denied: only ${owner}, who runs these vbpffs daemons, may control them`, e);
+}
+
 export async function readInfo(stateDir: string): Promise<MountInfo | undefined> {
   try {
     return JSON.parse(await readFile(path.join(stateDir, 'info.json'), 'utf8')) as MountInfo;
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw await denied(stateDir, e);
     return undefined;
   }
 }
@@ -43,7 +60,8 @@ export async function listMounts(root = DEFAULT_STATE_ROOT): Promise<(MountInfo 
   let names: string[];
   try {
     names = await readdir(root);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw await denied(root, e);
     return [];
   }
   const out: (MountInfo & { alive: boolean })[] = [];
