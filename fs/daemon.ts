@@ -13,7 +13,7 @@ import { bpfError } from '../uapi';
 import { EngineClient } from './engine/client';
 import type { EngineOptions } from './engine/engine';
 import { mountFuse, type FuseMount } from './fuse/host';
-import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, stateDirFor, writeInfo } from './control/registry';
+import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, secureStateDir, stateDirFor, writeInfo } from './control/registry';
 import { startControlServer } from './control/server';
 
 const debug = createDebug('vbpffs:fs');
@@ -67,6 +67,7 @@ async function claimMountPoint(mountPoint: string, stateDir: string): Promise<vo
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const mountPoint = path.resolve(opts.mountPoint);
   const stateDir = opts.state ?? stateDirFor(mountPoint, DEFAULT_STATE_ROOT);
+  await secureStateDir(stateDir);
   await claimMountPoint(mountPoint, stateDir);
   const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, stateDir, mountPoint });
   let fuse: FuseMount;

@@ -21,6 +21,23 @@ export function stateDirFor(mountPoint: string, root = DEFAULT_STATE_ROOT): stri
   return path.join(root, mountPoint.replaceAll('%', '%25').replaceAll('/', '%2F'));
 }
 
+/**
+ * Makes the state directory (0700) if it is not there, and refuses one that others could tamper
+ * with: the directory must be ours and writable by no one else, and its parent writable by others
+ * only if it is sticky (as /tmp is), or another user could put their own socket and info file where
+ * the CLI, run as root, would trust them. EPERM, saying which directory and why.
+ */
+export async function secureStateDir(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const own = await stat(stateDir);
+  if (own.uid !== process.getuid!()) throw bpfError('EPERM', `state directory ${stateDir} belongs to uid ${own.uid}, not to the daemon's user (uid ${process.getuid!()})`);
+  if ((own.mode & 0o022) !== 0) throw bpfError('EPERM', `state directory ${stateDir} is writable by others (mode ${(own.mode & 0o7777).toString(8)}): chmod go-w it, or choose another --state`);
+  const parent = await stat(path.dirname(stateDir));
+  if ((parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0) {
+    throw bpfError('EPERM', `${path.dirname(stateDir)} is writable by others and not sticky (mode ${(parent.mode & 0o7777).toString(8)}): they could replace the state directory ${stateDir}`);
+  }
+}
+
 export async function writeInfo(info: MountInfo): Promise<void> {
   await mkdir(info.stateDir, { recursive: true, mode: 0o700 });
   await writeFile(path.join(info.stateDir, 'info.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
