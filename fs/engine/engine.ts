@@ -54,6 +54,8 @@ export interface EngineOptions {
   stateDir?: string;
   /** Where the mount is, so absolute symlink targets inside it resolve. */
   mountPoint?: string;
+  /** The bpffs root's mode (bpffs's mode= option); default 01777, as bpf_fill_super makes it. */
+  rootMode?: number;
 }
 
 export interface ProgShow {
@@ -134,7 +136,7 @@ export class Engine implements VfsBackend {
     this.source = source;
     this.#opts = opts;
     this.kernel = new Kernel({ cgroups: source.hierarchy });
-    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint });
+    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint, rootMode: opts.rootMode });
     this.#journal = opts.stateDir === undefined ? null : new Journal(opts.stateDir);
   }
 
