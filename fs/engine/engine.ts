@@ -271,12 +271,13 @@ export class Engine implements VfsBackend {
       const prog = objRef(obj, 'prog');
       this.#with(this.#object<BpfProg>('prog', prog), (p) => this.#iterProg(p, opts));
       await this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids: this.#ids() }, true);
-      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
+    } else {
+      const source = await readObjectFile(obj);
+      verify({ source, filename: obj });
+      // Atomic (a pin that fails closes what it loaded), so a failed one is marked and never replayed.
+      await this.#apply({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() }, true);
     }
-    const source = await readObjectFile(obj);
-    verify({ source, filename: obj });
-    await this.#journal?.append({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() });
-    return this.#iterPin(obj, source, pinPath, opts);
+    return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
   }
 
   /** The iterator link parameters for a program: EINVAL for a program that is no iterator. */
@@ -294,13 +295,12 @@ export class Engine implements VfsBackend {
     }
   }
 
-  async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<{ linkId: number; progId: number; target: string }> {
+  async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<void> {
     const coll = await this.#load(filename, source);
     try {
       const prog = [...coll.programs.values()].map((h) => h.object).find((p) => p.sec.family === 'iter');
       if (prog === undefined) throw bpfError('EINVAL', `${filename} has no iterator program (cgroup_view or iter/cgroup)`);
       this.#iterPinProg(prog, pinPath, opts);
-      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: prog.id, target: (l as BpfIterLink).target }));
     } finally {
       coll.close();
     }
@@ -348,7 +348,7 @@ export class Engine implements VfsBackend {
       case 'chmod':
         return this.bpffs.chmod(rec.path, rec.mode);
       case 'iterPin':
-        return void (await this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts));
+        return this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts);
       case 'progLoadAll':
         return void (await this.#progLoadAll(rec.filename, rec.source, rec.dir));
       case 'iterPinProg':
