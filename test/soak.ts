@@ -6,6 +6,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -83,7 +84,9 @@ t.test('a soak passes only with no error but ENOENT, reads made, every pin and c
 
 t.test('the churn keeps its pool, counts every failed mkdir and rmdir by errno, and removes what it made', async (t) => {
   // On a plain directory: mkdir and rmdir are what the churn does on cgroupfs too.
-  const parent = path.join(mkdtempSync(path.join(tmpdir(), 'vbpffs-soak-churn-')), 'soak');
+  const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-soak-churn-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  const parent = path.join(base, 'soak');
   const churn = new CgroupChurn(parent);
   await churn.remove(); // nothing made yet: nothing to do
   await churn.start(5);
@@ -118,6 +121,7 @@ t.test("a failed cat's errno is read back from coreutils' message", async (t) =>
 
 t.test('a reader counts by errno, and ENOENT of a stable view whose cgroup is still there is a failure', async (t) => {
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-soak-reader-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
   const dir = path.join(base, 'mnt');
   const host = path.join(base, 'host');
   mkdirSync(path.join(dir, 'alive'), { recursive: true });
@@ -159,11 +163,13 @@ t.test('SIGINT: the soak stops, removes its cgroups and its mount, prints its su
       }),
     );
     const [, cgroup2, name, mnt] = /cgroup2 at (\S+); \d+ cgroups under (\S+); mounting (\S+)/.exec(out)!;
+    const daemonPid = /daemon pid (\d+)/.exec(out)![1];
     child.kill('SIGINT');
     t.equal(await exited, 130);
     t.match(out, /soak: [\d.]+ s \(interrupted\)[^]*FAIL: .*interrupted/);
     t.notOk(existsSync(path.join(cgroup2!, name!)), 'the soak-owned cgroup is gone');
     t.notOk(await isMounted(mnt!), 'the mount is gone');
     t.notOk(existsSync(path.dirname(mnt!)), 'and its temporary directory');
+    t.notOk(existsSync(`/proc/${daemonPid}`), 'and its daemon process');
   });
 });

@@ -39,8 +39,9 @@ function cat(file: string): Promise<{ errno: string; message: string } | null> {
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.on('close', (code, signal) => {
       if (code === 0) return resolve(null);
-      /* c8 ignore next -- a hung read: what the soak exists to catch, not something a test can make */
+      /* c8 ignore next 2 -- a hung read (killed at the timeout), or a Ctrl-C of the whole soak */
       if (signal === 'SIGKILL') return resolve({ errno: 'hang', message: `cat ${file}: no answer in ${CAT_TIMEOUT_MS} ms` });
+      if (signal !== null) return resolve({ errno: `killed by ${signal}`, message: `cat ${file}: killed by ${signal}` });
       resolve({ errno: errnoOfMessage(stderr), message: stderr.trim() });
     });
   });
