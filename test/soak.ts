@@ -153,7 +153,7 @@ t.test('npm run soak: a bad flag is refused before anything is made (exit 2)', a
 t.test('SIGINT: the soak stops, removes its cgroups and its mount, prints its summary, exits 130', async (t) => {
   const skip = (await fuseSkipReason()) || (await cgroupSkipReason());
   t.test('(mounted, with real cgroups)', { skip }, async (t) => {
-    const child = spawn(process.execPath, [...process.execArgv, SOAK, '--seconds', '120'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...process.execArgv, SOAK, '--seconds', '120', '--pool', '10', '--readers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await new Promise<void>((resolve) =>

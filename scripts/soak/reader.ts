@@ -1,5 +1,7 @@
 /**
- * One soak reader, a process of its own (`reader DIR HOST_DIR STABLE UNTIL_MS`): until the deadline it
+ * One soak reader, a process of its own (`reader DIR HOST_DIR STABLE SECONDS`): once loaded it says
+ * `ready` on a line of its own (a reader loaded through a TypeScript loader on a busy host takes a
+ * while, and the soak's clock starts when every reader is ready), then for SECONDS it
  * lists the cgroup directories under DIR in the mount and `cat`s every file in each, one cat at a
  * time, as a user's shell loop would. It reads PER_LISTING directories picked at random from each
  * listing and then lists again, so each is read soon after it was seen (cgroups of every age, each
@@ -94,8 +96,9 @@ export async function readLoop({ dir, hostDir, stable }: ReaderTarget, until: nu
 }
 
 if (require.main === module) {
-  const [dir, hostDir, stable, until] = process.argv.slice(2);
+  const [dir, hostDir, stable, seconds] = process.argv.slice(2);
   const stop = { stopped: false };
   process.on('SIGTERM', () => (stop.stopped = true)).on('SIGINT', () => (stop.stopped = true));
-  void readLoop({ dir: dir!, hostDir: hostDir!, stable: stable!.split(',') }, Number(until), stop).then((c) => process.stdout.write(`${JSON.stringify(c)}\n`));
+  process.stdout.write('ready\n');
+  void readLoop({ dir: dir!, hostDir: hostDir!, stable: stable!.split(',') }, Date.now() + Number(seconds) * 1000, stop).then((c) => process.stdout.write(`${JSON.stringify(c)}\n`));
 }

@@ -95,23 +95,37 @@ export function formatReport(r: SoakReport, failed: string[]): string {
   ].join('\n');
 }
 
-/** Starts a reader process; resolves with its counts when it ends. */
-function startReader(t: ReaderTarget, until: number): { child: ReturnType<typeof spawn>; done: Promise<ReaderCounts> } {
+interface Reader {
+  child: ReturnType<typeof spawn>;
+  /** Resolves when it has loaded and starts reading (or has ended). */
+  ready: Promise<void>;
+  /** Its counts, when it ends. */
+  done: Promise<ReaderCounts>;
+}
+
+/** Starts a reader process for `seconds` of reading. */
+function startReader(t: ReaderTarget, seconds: number): Reader {
   const file = path.join(__dirname, `reader${path.extname(__filename)}`);
-  const child = spawn(process.execPath, [...process.execArgv, file, t.dir, t.hostDir, t.stable.join(','), String(until)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, file, t.dir, t.hostDir, t.stable.join(','), String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  let loaded!: () => void;
+  const ready = new Promise<void>((resolve) => (loaded = resolve));
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
+    out += s;
+    if (out.startsWith('ready\n')) loaded();
+  });
   const done = new Promise<ReaderCounts>((resolve) =>
     child.on('close', (code, signal) => {
+      loaded();
       try {
-        resolve(JSON.parse(out) as ReaderCounts);
+        resolve(JSON.parse(out.slice('ready\n'.length)) as ReaderCounts);
       } catch {
         /* c8 ignore next -- a reader that crashed: its death is the failure */
         resolve({ reads: 0, listings: 0, errors: { [`reader died (${signal ?? code})`]: 1 }, samples: [] });
       }
     }),
   );
-  return { child, done };
+  return { child, ready, done };
 }
 
 /** Waits for a path to exist (the mirror following a host mkdir); throws after `ms`. */
@@ -134,7 +148,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const base = await mkdtemp(path.join(tmpdir(), 'vbpffs-soak-'));
   const mnt = path.join(base, 'mnt');
   let daemon: SoakDaemon | undefined;
-  const readers: ReturnType<typeof startReader>[] = [];
+  const readers: Reader[] = [];
   try {
     await churn.start(o.pool);
     log(`cgroup2 at ${cgroup2}; ${o.pool} cgroups under ${name}; mounting ${mnt}`);
@@ -145,10 +159,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     await appears(path.join(dir, 'c0', ROOT_VIEWS[0]), 20_000);
     log(`daemon pid ${d.pid}; views ${ROOT_VIEWS.join(', ')} pinned; ${o.readers} readers, ${o.rate} cgroups/s for ${o.seconds} s`);
 
+    const target: ReaderTarget = { dir, hostDir: churn.parent, stable: [...ROOT_VIEWS] };
+    for (let i = 0; i < o.readers; i++) readers.push(startReader(target, o.seconds));
+    await Promise.all(readers.map((r) => r.ready));
     const t0 = Date.now();
     const until = t0 + o.seconds * 1000;
-    const target: ReaderTarget = { dir, hostDir: churn.parent, stable: [...ROOT_VIEWS] };
-    for (let i = 0; i < o.readers; i++) readers.push(startReader(target, until));
     churn.run(o.rate);
     const pins = { pinned: 0, unpinned: 0, errors: [] as string[] };
     const pinning = (async () => {
