@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -39,6 +39,7 @@ t.test('the CLI on a real mount: arguments and programs that try to reach past i
   t.test('(mounted)', { skip }, async (t) => {
     const m = await mountVbpffs(t, { sim: 'demo' });
     const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-args-'));
+    t.teardown(() => rm(base, { recursive: true, force: true }));
     const env = { ...process.env, VBPFFS_STATE_ROOT: m.stateRoot };
     const cli = (...args: string[]): Promise<Out> => settle(run(process.execPath, [...process.execArgv, CLI, ...args], { env, encoding: 'utf8', maxBuffer: 1 << 24 }));
     /** The CLI with its last argument ending in the raw bytes `tail` (printf escapes), which are not UTF-8. */

@@ -8,7 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync } from 'node:fs';
-import { chmod, readdir, stat } from 'node:fs/promises';
+import { chmod, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -165,6 +165,7 @@ t.test('privilege boundaries', async (t) => {
 
 t.test('a daemon refuses a state directory others could tamper with (EPERM), before it mounts anything', async (t) => {
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-state-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
   const fresh = path.join(base, 'fresh', 'state');
   await secureStateDir(fresh);
   t.equal(statSync(fresh).mode & 0o7777, 0o700, 'a state directory it makes is 0700, and so are the ones above it that it makes');
