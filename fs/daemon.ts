@@ -9,11 +9,11 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import createDebug from 'debug';
-import { bpfError } from '../uapi';
+import { S_ISVTX, bpfError } from '../uapi';
 import { EngineClient } from './engine/client';
 import type { EngineOptions } from './engine/engine';
 import { mountFuse, type FuseMount } from './fuse/host';
-import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, stateDirFor, writeInfo } from './control/registry';
+import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, secureStateDir, stateDirFor, writeInfo } from './control/registry';
 import { startControlServer } from './control/server';
 
 const debug = createDebug('vbpffs:fs');
@@ -67,8 +67,13 @@ async function claimMountPoint(mountPoint: string, stateDir: string): Promise<vo
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const mountPoint = path.resolve(opts.mountPoint);
   const stateDir = opts.state ?? stateDirFor(mountPoint, DEFAULT_STATE_ROOT);
+  await secureStateDir(stateDir);
   await claimMountPoint(mountPoint, stateDir);
-  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint });
+  // FUSE does not tell us who makes an entry, so whatever others made in bpffs's world-writable root
+  // would be recorded as the daemon's (root's). Shared with --allow-other, the root is 01755 instead
+  // (what `mount -t bpf -o mode=1755` gives): only root creates, and only root owns.
+  const rootMode = opts.allowOther === true ? S_ISVTX | 0o755 : undefined;
+  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint, rootMode });
   let fuse: FuseMount;
   try {
     fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther });

@@ -8,12 +8,12 @@ import t, { type Test } from 'tap';
 import { isBpfError } from '../uapi';
 import type { ArrayMap, Collection } from '../progs';
 import { iterCtx, load, loadUnverified, world, type World } from './harness/progs';
+import { CONSTRUCTOR_CHAINS, ESCAPE_HEADER, HOST_GLOBALS, PROTOTYPE_POLLUTION, escapeObject } from './harness/escape-cases';
 
-const HEADER = `import { SEC, map, bpf_seq_printf, bpf_map_lookup_elem, bpf_ktime_get_ns, BPF_MAP_TYPE_ARRAY } from 'vbpffs/bpf';\n`;
+const HEADER = ESCAPE_HEADER;
 
 /** A hostile program `body` (a cgroup_view function body), loaded unverified. */
-const hostile = (w: World, body: string, limits = {}): Collection =>
-  loadUnverified(w.kernel, HEADER + `export const p = SEC('cgroup_view', (ctx: any): any => {\n${body}\n});\n`, { limits });
+const hostile = (w: World, body: string, limits = {}): Collection => loadUnverified(w.kernel, escapeObject(body), { limits });
 
 /** Runs p; its output, or the error's errno name and message. */
 function attempt(c: Collection, w: World): { out?: string; code?: string; message?: string } {
@@ -38,20 +38,9 @@ function stillServing(t: Test, w: World): void {
 
 t.test('escape: constructor chains reach only the isolate\'s own Function, which has no host', async (t) => {
   const w = world();
-  const c = hostile(w, `const out: string[] = [];
-  const tries: (() => unknown)[] = [
-    () => ctx.constructor.constructor('return typeof process')(),
-    () => ctx.meta.constructor.constructor('return typeof require')(),
-    () => bpf_seq_printf.constructor('return typeof globalThis.__vbpffs_host')(),
-    () => (function (this: any) { return this; }).constructor("return Object.keys(this).filter((k) => k !== 'gc').join()")(),
-    () => ctx.cgroup.constructor.name,
-    () => Object.getPrototypeOf(ctx.cgroup).constructor('x'),
-  ];
-  for (const f of tries) { try { out.push(String(f())); } catch (e) { out.push('threw ' + (e as Error).name); } }
-  bpf_seq_printf(ctx.meta.seq, '%s', out.join('|'));
-  return 0;`);
+  const c = hostile(w, CONSTRUCTOR_CHAINS.body);
   const r = attempt(c, w);
-  t.equal(r.out, 'undefined|undefined|undefined||Cgroup|threw TypeError',
+  t.equal(r.out, CONSTRUCTOR_CHAINS.out,
     'process and require are undefined, the prelude\'s host object is gone, the global has nothing of ours, a handle\'s class cannot be called');
   c.close();
   stillServing(t, w);
@@ -59,34 +48,16 @@ t.test('escape: constructor chains reach only the isolate\'s own Function, which
 
 t.test('escape: prototype pollution cannot change what helpers do (intrinsics and globals are frozen)', async (t) => {
   const w = world();
-  const c = hostile(w, `const out: string[] = [];
-  const tries: (() => unknown)[] = [
-    () => { (Array.prototype as any).every = () => true; },
-    () => { Object.defineProperty(Array.prototype, 'every', { value: () => true }); },
-    () => { (DataView.prototype as any).getBigUint64 = () => 0n; },
-    () => { (globalThis as any).Uint8Array = function () {}; },
-    () => { (Object.prototype as any).polluted = 1; },
-    () => { (bpf_seq_printf as any).call = 1; },
-    () => { ctx.cgroup = null; },
-    () => { (ctx.meta as any).seq = {}; },
-  ];
-  for (const f of tries) { try { f(); out.push('changed'); } catch (e) { out.push((e as Error).name); } }
-  // A forged seq_file (a plain object) is refused whatever the pollution attempts did.
-  out.push(String(bpf_seq_printf({} as any, 'x')));
-  bpf_seq_printf(ctx.meta.seq, '%s', out.join('|'));
-  return 0;`);
-  t.equal(attempt(c, w).out, 'TypeError|TypeError|TypeError|TypeError|TypeError|TypeError|TypeError|TypeError|-22');
+  const c = hostile(w, PROTOTYPE_POLLUTION.body);
+  t.equal(attempt(c, w).out, PROTOTYPE_POLLUTION.out);
   c.close();
   stillServing(t, w);
 });
 
 t.test('escape: WebAssembly, Atomics and gc are not there; eval stays inside the isolate', async (t) => {
   const w = world();
-  const c = hostile(w, `const g: any = (0, eval)('this');
-  declare const gc: unknown;
-  bpf_seq_printf(ctx.meta.seq, '%s %s %s %s', typeof g.WebAssembly, typeof g.Atomics, typeof gc, String(eval('typeof process')));
-  return 0;`);
-  t.equal(attempt(c, w).out, 'undefined undefined undefined undefined', 'gc, which V8 gives isolates when the host runs --expose-gc as this test does, is shadowed');
+  const c = hostile(w, HOST_GLOBALS.body);
+  t.equal(attempt(c, w).out, HOST_GLOBALS.out, 'gc, which V8 gives isolates when the host runs --expose-gc as this test does, is shadowed');
   c.close();
   stillServing(t, w);
 });

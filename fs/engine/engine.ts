@@ -56,6 +56,8 @@ export interface EngineOptions {
   mountPoint?: string;
   /** The host source's periodic reconcile walk, ms (0: none); the source's default when absent. */
   reconcileIntervalMs?: number;
+  /** The bpffs root's mode (bpffs's mode= option); default 01777, as bpf_fill_super makes it. */
+  rootMode?: number;
 }
 
 export interface ProgShow {
@@ -137,7 +139,7 @@ export class Engine implements VfsBackend {
     this.source = source;
     this.#opts = opts;
     this.kernel = new Kernel({ cgroups: source.hierarchy });
-    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint });
+    this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint, rootMode: opts.rootMode });
     this.#journal = opts.stateDir === undefined ? null : new Journal(opts.stateDir);
   }
 
@@ -302,12 +304,13 @@ export class Engine implements VfsBackend {
       const prog = objRef(obj, 'prog');
       this.#with(this.#object<BpfProg>('prog', prog), (p) => this.#iterProg(p, opts));
       await this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids: this.#ids() }, true);
-      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
+    } else {
+      const source = await readObjectFile(obj);
+      verify({ source, filename: obj });
+      // Atomic (a pin that fails closes what it loaded), so a failed one is marked and never replayed.
+      await this.#apply({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() }, true);
     }
-    const source = await readObjectFile(obj);
-    verify({ source, filename: obj });
-    await this.#journal?.append({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() });
-    return this.#iterPin(obj, source, pinPath, opts);
+    return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
   }
 
   /** The iterator link parameters for a program: EINVAL for a program that is no iterator. */
@@ -325,13 +328,12 @@ export class Engine implements VfsBackend {
     }
   }
 
-  async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<{ linkId: number; progId: number; target: string }> {
+  async #iterPin(filename: string, source: string, pinPath: string, opts: { order?: string; cgroup?: string }): Promise<void> {
     const coll = await this.#load(filename, source);
     try {
       const prog = [...coll.programs.values()].map((h) => h.object).find((p) => p.sec.family === 'iter');
       if (prog === undefined) throw bpfError('EINVAL', `${filename} has no iterator program (cgroup_view or iter/cgroup)`);
       this.#iterPinProg(prog, pinPath, opts);
-      return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: prog.id, target: (l as BpfIterLink).target }));
     } finally {
       coll.close();
     }
@@ -381,7 +383,7 @@ export class Engine implements VfsBackend {
       case 'chmod':
         return this.bpffs.chmod(rec.path, rec.mode);
       case 'iterPin':
-        return void (await this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts));
+        return this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts);
       case 'progLoadAll':
         return void (await this.#progLoadAll(rec.filename, rec.source, rec.dir));
       case 'iterPinProg':

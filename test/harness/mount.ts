@@ -55,7 +55,7 @@ export interface TestMount {
   sh(cmd: string, ...args: string[]): Promise<string>;
 }
 
-export async function mountVbpffs(t: Teardown, opts: { sim?: string; cgroupRoot?: string; mirror?: 'auto' | 'manual' } = {}): Promise<TestMount> {
+export async function mountVbpffs(t: Teardown, opts: { sim?: string; cgroupRoot?: string; mirror?: 'auto' | 'manual'; allowOther?: boolean } = {}): Promise<TestMount> {
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-mnt-'));
   const mnt = path.join(base, 'mnt');
   const stateRoot = path.join(base, 'state');
