@@ -588,6 +588,7 @@ export class Engine implements VfsBackend {
     const type = cgroupAttachType(String(attachType));
     const p = objRef(prog, 'prog');
     this.#with(this.#object<BpfProg>('prog', p), (pr) => {
+      checkProgAttachType(pr, type); // bpf_prog_get_type: the wrong type is EINVAL, before "not attached"
       if (!cgroupBpfQuery(this.kernel, cg, type).progIds.includes(pr.id)) throw bpfError('ENOENT', `prog ${pr.id} is not attached to ${cg.path} at ${cgroupAttachTypeName(type)}`);
     });
     await this.#apply({ op: 'cgroupDetach', cgroup: cg.path, attachType: cgroupAttachTypeName(type), prog: p }, true);
