@@ -126,6 +126,10 @@ t.test('control operations: made, checked, journalled, replayed', async (t) => {
   t.same(journal().slice(failedAt).map((r) => r.op), ['cgroupAttach', 'failed']);
   t.equal(journal().at(-1)!.index, failedAt, 'the failed record names the refused one');
   await e.cgroupDetach('/system.slice', 'egress', { pinned: '/deny' });
+  // find_detach_entry: without BPF_F_ALLOW_MULTI a detach takes the one attached program, whichever is named.
+  await e.cgroupAttach('/user.slice', 'egress', { pinned: '/allow' });
+  await e.cgroupDetach('/user.slice', 'egress', { pinned: '/deny' });
+  t.same(e.cgroupShow('/user.slice'), [], 'the program attached without multi is detached');
 
   // iterators and links
   const it = await e.progLoad(iters, '/it');
