@@ -20,6 +20,7 @@ export type ActorRequest =
   | { fs: 'mkdir' | 'rmdir' | 'unlink' | 'cat' | 'stat'; p: string }
   | { fs: 'rename' | 'link'; p: string; to: string }
   | { fs: 'symlink'; p: string; target: string }
+  | { fs: 'chmod'; p: string; mode: number }
   | { cli: string[] }
   | { find: string[] }
   | { cgwait: string; present: boolean };
@@ -68,6 +69,8 @@ async function fsCall(req: Extract<ActorRequest, { fs: string }>): Promise<Actor
       return void (await fsp.link(req.p, req.to)), { ok: true };
     case 'symlink':
       return void (await fsp.symlink(req.target, req.p)), { ok: true };
+    case 'chmod':
+      return void (await fsp.chmod(req.p, req.mode)), { ok: true };
     case 'stat':
       return { ok: true, ino: String((await fsp.stat(req.p, { bigint: true })).ino) };
     case 'cat':

@@ -21,6 +21,7 @@ export type Action =
   | { t: 'mkdir' | 'rmdir' | 'unlink' | 'cat'; p: string }
   | { t: 'rename' | 'link'; p: string; to: string }
   | { t: 'symlink'; p: string; target: string }
+  | { t: 'chmod'; p: string; mode: number }
   | { t: 'cgMkdir' | 'cgRmdir'; cg: string }
   | { t: 'iterPin'; obj: ObjectKind | { pinned: string }; p: string; order?: string; cgroup?: string }
   | { t: 'progLoad'; obj: ObjectKind; p: string }
@@ -51,6 +52,7 @@ export const FUSE_OP_WEIGHTS = {
   rename: 4,
   link: 2,
   symlink: 2,
+  chmod: 2,
   cat: 10,
   iterPin: 6,
   progLoad: 3,
@@ -165,21 +167,22 @@ export function resolveFuse(ctx: FuseContext, op: FuseOp): Action | null {
       return !ctx.host || c === undefined ? null : { t: 'cgRmdir', cg: c };
     }
     case 'mkdir': {
-      const d = pick(dirs, r[0])!;
+      // Now and then under a file or a symlink (ENOTDIR, or through the link to its directory).
+      const d = (r[3] % 8 === 0 ? pick(leaves, r[0]) : undefined) ?? pick(dirs, r[0])!;
       const tag = lib.tagOf(d);
       const kids = tag === null ? [] : (lib.source.hierarchy.cgroupByPath(tag)?.children.map((c) => c.name) ?? []);
       const names = kids.length > 0 && r[2] % 4 !== 0 ? kids : DIR_NAMES;
       return { t: 'mkdir', p: `${d}/${pick(names, r[1])!}` };
     }
     case 'rmdir': {
-      const d = pick(
+      const d = (r[1] % 8 === 0 ? pick(leaves, r[0]) : undefined) ?? pick(
         dirs.filter((x) => !roots.has(x)),
         r[0],
       );
       return d === undefined ? null : { t: 'rmdir', p: d };
     }
     case 'unlink': {
-      const l = pick(leaves, r[0]);
+      const l = (r[1] % 8 === 0 ? pick(dirs.filter((x) => !roots.has(x)), r[0]) : undefined) ?? pick(leaves, r[0]);
       return l === undefined ? null : { t: 'unlink', p: l };
     }
     case 'rename': {
@@ -187,12 +190,18 @@ export function resolveFuse(ctx: FuseContext, op: FuseOp): Action | null {
       return from === undefined ? null : { t: 'rename', p: from, to: at(r[1], r[2], [...DIR_NAMES, ...PIN_NAMES]) };
     }
     case 'link': {
-      const l = pick(leaves, r[0]);
+      const l = (r[3] % 8 === 0 ? pick(dirs, r[0]) : undefined) ?? pick(leaves, r[0]);
       return l === undefined ? null : { t: 'link', p: l, to: at(r[1], r[2]) };
     }
     case 'symlink': {
       const targets = [...leaves.map((l) => `${ctx.mnt}${l}`), ...dirs.map((d) => `${ctx.mnt}${d}`), 'nowhere', ...PIN_NAMES];
       return { t: 'symlink', p: at(r[1], r[2]), target: pick(targets, r[0])! };
+    }
+    case 'chmod': {
+      // Not a symlink: chmod(2) follows it, and the library's chmod is the inode's own (fchmodat).
+      const files = tree.filter((e) => e.type === 'f').map((e) => e.path);
+      const p = pick([...dirs.filter((x) => !roots.has(x)), ...files], r[0]);
+      return p === undefined ? null : { t: 'chmod', p, mode: pick([0o755, 0o700, 0, 0o1777, 0o644], r[1])! };
     }
     case 'cat': {
       const l = pick(leaves, r[0]);
@@ -285,6 +294,8 @@ export function describe(a: Action): string {
       return `ln ${a.p} ${a.to}`;
     case 'symlink':
       return `ln -s ${a.target} ${a.p}`;
+    case 'chmod':
+      return `chmod ${a.mode.toString(8)} ${a.p}`;
     case 'cgMkdir':
     case 'cgRmdir':
       return `${a.t === 'cgMkdir' ? 'mkdir' : 'rmdir'} <cgroup2>${a.cg}`;

@@ -221,6 +221,8 @@ export class LibWorld {
         return void this.fs.link(a.p, a.to);
       case 'symlink':
         return void this.fs.symlink(a.target, a.p);
+      case 'chmod':
+        return void this.fs.chmod(a.p, a.mode);
       case 'cat': {
         const f = this.fs.open(a.p, O_RDONLY);
         try {

@@ -203,6 +203,8 @@ export class RealWorld {
         return fsOutcome(await this.call({ fs: a.t, p: this.p(a.p), to: this.p(a.to) }));
       case 'symlink':
         return fsOutcome(await this.call({ fs: 'symlink', p: this.p(a.p), target: a.target }));
+      case 'chmod':
+        return fsOutcome(await this.call({ fs: 'chmod', p: this.p(a.p), mode: a.mode }));
       case 'cgMkdir':
       case 'cgRmdir': {
         const made = a.t === 'cgMkdir';

@@ -12,6 +12,7 @@
  * first waits until it has passed, and a link count such a removal changed is not compared within
  * it. Everything that goes through the mount itself is compared at once.
  */
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ddmin } from './run';
 import { LibWorld, type TreeEntry } from './fuse-oracle';
@@ -69,7 +70,7 @@ export function compareOutcome(real: Outcome, lib: Outcome): { signature: FuseSi
   return null;
 }
 
-/** find's lines (`%y %m %n %p -> %l`, paths on the host) as paths in the mount, sorted; `loose` paths' link counts left out. */
+/** find's lines (`%y %m %n %p -> %l`, paths on the host) as paths in the mount, sorted; `loose` paths' modes and link counts left out. */
 export function realTreeLines(find: string, mnt: string, loose: ReadonlySet<string>): string[] {
   return find
     .split('\n')
@@ -87,9 +88,12 @@ export function libTreeLines(tree: TreeEntry[], loose: ReadonlySet<string>): str
   return tree.map((e) => treeLine(e.type, e.mode.toString(8), String(e.nlink), e.path, e.target, loose)).sort();
 }
 
-/** A directory's link count is left out: the mirror adds and removes subdirectories behind the kernel's attribute cache. */
+/**
+ * A directory's link count is left out: the mirror adds and removes subdirectories behind the
+ * kernel's attribute cache. A loose path's mode and link count are left out (KernelCache).
+ */
 function treeLine(type: string, mode: string, nlink: string, p: string, target: string, loose: ReadonlySet<string>): string {
-  return `${type} ${mode} ${type === 'd' || loose.has(p) ? '-' : nlink} ${p}${type === 'l' ? ` -> ${target}` : ''}`;
+  return `${type} ${loose.has(p) ? '-' : mode} ${type === 'd' || loose.has(p) ? '-' : nlink} ${p}${type === 'l' ? ` -> ${target}` : ''}`;
 }
 
 /** The lines only one side has, or null when the trees are equal. */
@@ -115,6 +119,32 @@ function actionPaths(a: Action): string[] {
 
 const under = (p: string, dir: string): boolean => p === dir || p.startsWith(`${dir}/`);
 
+/**
+ * The paths a step reaches: its own, and where the symlinks on them lead (the kernel follows them
+ * through its own cache), a few levels deep.
+ */
+export function reachedPaths(a: Action, tree: TreeEntry[], mnt: string): string[] {
+  const links = tree.filter((e) => e.type === 'l');
+  const out = new Set(actionPaths(a));
+  let frontier = [...out];
+  for (let depth = 0; depth < 4 && frontier.length > 0; depth++) {
+    const next: string[] = [];
+    for (const p of frontier) {
+      for (const l of links) {
+        if (!under(p, l.path)) continue;
+        const base = l.target.startsWith(`${mnt}/`) ? l.target.slice(mnt.length) : l.target.startsWith('/') ? null : `${l.path.slice(0, l.path.lastIndexOf('/'))}/${l.target}`;
+        if (base === null) continue;
+        const to = path.posix.normalize(`${base}${p.slice(l.path.length)}`);
+        if (out.has(to)) continue;
+        out.add(to);
+        next.push(to);
+      }
+    }
+    frontier = next;
+  }
+  return [...out];
+}
+
 /** Names the daemon removed behind the kernel's back, and inodes whose link counts changed, with when. */
 class KernelCache {
   readonly #paths = new Map<string, number>();
@@ -128,23 +158,23 @@ class KernelCache {
       ok && ((a.t === 'rmdir' && under(p, a.p)) || (a.t === 'unlink' && p === a.p) || (a.t === 'rename' && (under(p, a.p) || under(p, a.to))));
     for (const e of before) if (!left.has(e.path) && !byKernel(e.path)) this.#paths.set(e.path, now);
     // The kernel caches attributes per name (libfuse's path-based nodes make each hard link its own
-    // inode there), so a link count that changed is stale for a second under every other name.
-    const was = new Map(before.map((e) => [e.ino, e.nlink]));
-    for (const e of after) if (e.type !== 'd' && was.has(e.ino) && was.get(e.ino) !== e.nlink) this.#inos.set(e.ino, now);
+    // inode there), so a link count or mode that changed is stale for a second under every other name.
+    const was = new Map(before.map((e) => [e.ino, `${e.nlink} ${e.mode}`]));
+    for (const e of after) if (e.type !== 'd' && was.has(e.ino) && was.get(e.ino) !== `${e.nlink} ${e.mode}`) this.#inos.set(e.ino, now);
   }
 
-  /** Waits until no path of the action (or a directory above or below it) may still be cached. */
-  async settle(a: Action): Promise<void> {
+  /** Waits until none of `paths` (or a directory above or below one) may still be cached. */
+  async settle(paths: string[]): Promise<void> {
     const now = Date.now();
     let until = 0;
     for (const [p, t] of this.#paths) {
       if (now - t >= CACHE_MS) this.#paths.delete(p);
-      else if (actionPaths(a).some((x) => under(x, p) || under(p, x))) until = Math.max(until, t + CACHE_MS);
+      else if (paths.some((x) => under(x, p) || under(p, x))) until = Math.max(until, t + CACHE_MS);
     }
     if (until > now) await sleep(until - now);
   }
 
-  /** Paths whose link count the kernel may still have cached from before a removal behind its back. */
+  /** Paths whose mode or link count the kernel may still have cached from before a change under another name. */
   loose(tree: TreeEntry[]): Set<string> {
     const now = Date.now();
     for (const [ino, t] of this.#inos) if (now - t >= CACHE_MS) this.#inos.delete(ino);
@@ -176,7 +206,7 @@ export async function runFuseOps(ops: readonly FuseOp[], opts: FuseRunOptions): 
     let before = lib.tree(roots);
 
     const step = async (i: number, a: Action): Promise<FuseFailure | null> => {
-      await cache.settle(a);
+      await cache.settle(reachedPaths(a, before, real.mnt));
       const ids = a.t === 'cat' && !opts.sim && lib!.namesCgroups(a.p);
       let realOut = await real.exec(a);
       let libOut = await lib!.exec(a);
