@@ -296,13 +296,16 @@ t.test('a difference planted in the library is caught at its step, minimised on 
 t.test('an exception on the library side is a crash, reported with the step and the daemon\'s stderr', async (t) => {
   const skip = await fuseSkipReason();
   t.test('(mounted)', { skip }, async (t) => {
-    const r = await runFuseOps([{ kind: 'show', r: [0, 0, 0, 0] }], {
+    // A cgroup rmdir first, which the simulated tree skips (its cgroups are the preset's).
+    const r = await runFuseOps([{ kind: 'cgRmdir', r: [0, 0, 0, 0] }, { kind: 'show', r: [0, 0, 0, 0] }], {
       sim: true,
       tamper: () => {
         throw new TypeError('planted');
       },
     });
     t.equal(r.failure?.signature, 'crash');
-    t.match(r.failure?.message, /^step 0: vbpffs prog show: TypeError: planted/);
+    t.match(r.failure?.message, /^step 1: vbpffs prog show: TypeError: planted/);
+    t.same(r.log, ['-1: mkdir /U: ok', '-1: vbpffs iter pin fuzz-view.ts /v0: ok', '0: cgRmdir: skipped', r.log[3]]);
+    t.equal(r.executed, 1);
   });
 });
