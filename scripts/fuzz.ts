@@ -3,8 +3,13 @@
  * Runs K seeds from S (default 1) of N operations each (default 1000), checking every invariant after
  * every step; a failure prints its seed, the command that reproduces it and a minimised sequence, and
  * the exit code is 1.
+ *
+ * `npm run fuzz -- --fuse [--sim] --ops N --seed S [--seeds K]`: the same through a real FUSE mount
+ * (scripts/fuzz/fuse-run.ts), on the host's cgroup2 hierarchy or, with --sim, the simulated demo tree;
+ * default 200 operations. Needs root, FUSE and (without --sim) a writable cgroup2 mount.
  */
 import { formatFailure, fuzzSeed } from './fuzz/run';
+import { formatFuseFailure, fuzzFuseSeed } from './fuzz/fuse-run';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -14,7 +19,31 @@ function arg(name: string, def: number): number {
   return v;
 }
 
+async function fuse(): Promise<void> {
+  const ops = arg('ops', 200);
+  const seed = arg('seed', 1);
+  const seeds = arg('seeds', 1);
+  const sim = process.argv.includes('--sim');
+  let failed = 0;
+  let total = 0;
+  let ms = 0;
+  for (let s = seed; s < seed + seeds; s++) {
+    const rep = await fuzzFuseSeed(s, ops, { sim });
+    total += rep.result.executed;
+    ms += rep.result.ms;
+    if (rep.result.failure !== null) {
+      failed++;
+      console.log(formatFuseFailure(rep));
+    } else {
+      console.log(`ok seed ${s} through the mount: ${rep.result.executed} operations in ${rep.result.ms} ms (${Math.round((rep.result.executed * 1000) / Math.max(rep.result.ms, 1))} ops/s)`);
+    }
+  }
+  console.log(`\n${seeds - failed}/${seeds} seeds passed through the mount (${sim ? 'simulated demo tree' : 'host cgroup2'}); ${total} operations in ${ms} ms (${Math.round((total * 1000) / Math.max(ms, 1))} ops/s, each with its tree compared)`);
+  if (failed > 0) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--fuse')) return fuse();
   const ops = arg('ops', 1000);
   const seed = arg('seed', 1);
   const seeds = arg('seeds', 1);

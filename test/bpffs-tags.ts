@@ -322,6 +322,19 @@ t.test('1.3.11 a directory may take a child cgroup\'s dotted name (system.slice)
   t.throws(() => w.fs.mkdir('/u.slice', 0o755), { code: 'EPERM' }, 'untagged: bpffs\'s rule');
 });
 
+t.test('1.3.11 a missing child cgroup\'s dotted name looks up as ENOENT, so mkdir through the VFS (which looks up first) reaches bpf_mkdir', async (t) => {
+  const w = await mount(t);
+  await w.mkcg('/system.slice');
+  w.fs.mkdir('/t', 0o755);
+  w.fs.pin('/t/v', w.view());
+  t.throws(() => w.fs.getattr('/t/system.slice'), { code: 'ENOENT' }, 'the lookup FUSE makes before its mkdir');
+  t.throws(() => w.fs.getattr('/t/other.slice'), { code: 'EPERM' }, 'a dotted name that is no child cgroup keeps the rule');
+  w.fs.mkdir('/u', 0o755);
+  t.throws(() => w.fs.getattr('/u/system.slice'), { code: 'EPERM' }, 'untagged: bpffs\'s rule');
+  w.fs.mkdir('/t/system.slice', 0o755);
+  t.equal(w.fs.getattr('/t/system.slice').nlink, 2);
+});
+
 t.test('1.3.12 rename is not tag-aware: a renamed tagged directory keeps its cgroup', async (t) => {
   const w = await mount(t);
   const [a] = await w.mkcg('/a');

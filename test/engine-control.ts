@@ -98,6 +98,8 @@ t.test('control operations: made, checked, journalled, replayed', async (t) => {
     [e.cgroupAttach('/system.slice', 'egress', { id: a.id }, 4), /an attach mode is multi or override/, 'EINVAL'],
     [e.cgroupAttach('/../x', 'egress', { id: a.id }), /leaves the cgroup hierarchy/, 'EINVAL'],
     [e.cgroupDetach('/system.slice', 'egress', { id: a.id }), /is not attached to \/system.slice at egress/, 'ENOENT'],
+    // bpf_prog_get_type in cgroup_bpf_prog_detach: a program of the wrong type is EINVAL before the lookup's ENOENT.
+    [e.cgroupDetach('/system.slice', 'ingress', { id: a.id }), /cannot attach|loaded for attach type/, 'EINVAL'],
   ];
   for (const [p, message, code] of refusals) await t.rejects(p, { code, message });
   t.throws(() => e.cgroupRun('/', 'egress', [1]), { code: 'EINVAL', message: /ctx is a JSON object/ });
@@ -126,6 +128,10 @@ t.test('control operations: made, checked, journalled, replayed', async (t) => {
   t.same(journal().slice(failedAt).map((r) => r.op), ['cgroupAttach', 'failed']);
   t.equal(journal().at(-1)!.index, failedAt, 'the failed record names the refused one');
   await e.cgroupDetach('/system.slice', 'egress', { pinned: '/deny' });
+  // find_detach_entry: without BPF_F_ALLOW_MULTI a detach takes the one attached program, whichever is named.
+  await e.cgroupAttach('/user.slice', 'egress', { pinned: '/allow' });
+  await e.cgroupDetach('/user.slice', 'egress', { pinned: '/deny' });
+  t.same(e.cgroupShow('/user.slice'), [], 'the program attached without multi is detached');
 
   // iterators and links
   const it = await e.progLoad(iters, '/it');

@@ -61,11 +61,16 @@ export function checkNewName(dir: DirInode, name: string, allowDot = false): voi
   if (err !== null) throw err;
 }
 
-/** The entry `name` of dir: ENOENT if there is none (EPERM or ENAMETOOLONG if it could not be). */
+/**
+ * The entry `name` of dir: ENOENT if there is none (EPERM or ENAMETOOLONG if it could not be). A
+ * tagged directory's missing name of a live child cgroup is ENOENT even with a dot in it: it is a
+ * name bpf_mkdir takes (tags.ts), and the VFS looks a name up before it calls mkdir.
+ */
 export function lookup(dir: DirInode, name: string): BpfInode {
   const found = dir.entries.get(name);
   if (found !== undefined) return found;
-  throw negativeLookupError(dir, name) ?? bpfError('ENOENT', `${name}: no such file or directory`);
+  const cgroupName = dir.tag !== null && dir.tag.node.child(name) !== undefined;
+  throw negativeLookupError(dir, name, cgroupName) ?? bpfError('ENOENT', `${name}: no such file or directory`);
 }
 
 interface WalkState {

@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
-import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
+import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_ALLOW_MULTI, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
 import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode, type ReconcileResult } from '../../tags';
 import {
   CGROUP_ATTACH_TYPES,
@@ -626,7 +626,11 @@ export class Engine implements VfsBackend {
     const type = cgroupAttachType(String(attachType));
     const p = objRef(prog, 'prog');
     this.#with(this.#object<BpfProg>('prog', p), (pr) => {
-      if (!cgroupBpfQuery(this.kernel, cg, type).progIds.includes(pr.id)) throw bpfError('ENOENT', `prog ${pr.id} is not attached to ${cg.path} at ${cgroupAttachTypeName(type)}`);
+      checkProgAttachType(pr, type); // bpf_prog_get_type: the wrong type is EINVAL, before "not attached"
+      // find_detach_entry: without BPF_F_ALLOW_MULTI the one attached program goes, whichever is named.
+      const q = cgroupBpfQuery(this.kernel, cg, type);
+      const found = (q.attachFlags & BPF_F_ALLOW_MULTI) === 0 ? q.progIds.length > 0 : q.progIds.includes(pr.id);
+      if (!found) throw bpfError('ENOENT', `prog ${pr.id} is not attached to ${cg.path} at ${cgroupAttachTypeName(type)}`);
     });
     await this.#apply({ op: 'cgroupDetach', cgroup: cg.path, attachType: cgroupAttachTypeName(type), prog: p }, true);
     return null;

@@ -109,25 +109,22 @@ export async function runOps(ops: readonly Op[], opts: RunOptions = {}): Promise
 }
 
 /**
- * ddmin over the operation list: drop chunks while the rest still fails with the same signature,
- * halving the chunks when nothing can go. Each candidate runs from scratch. Bounded by `budgetMs`.
+ * ddmin over an operation list: drop chunks while the rest still fails (`fails` re-runs a candidate
+ * from scratch and gives the index it failed at with the same signature, or null), halving the
+ * chunks when nothing can go. Bounded by `budgetMs`. The FUSE fuzzer minimises with it too.
  */
-export async function minimise(ops: readonly Op[], failure: Failure, budgetMs = 120_000, opts: RunOptions = {}): Promise<Op[]> {
+export async function ddmin<T>(ops: readonly T[], failIndex: number, fails: (cand: T[]) => Promise<number | null>, budgetMs: number): Promise<T[]> {
   const deadline = Date.now() + budgetMs;
-  let cur = ops.slice(0, failure.index + 1);
-  const fails = async (cand: Op[]): Promise<Failure | null> => {
-    const r = await runOps(cand, opts);
-    return r.failure !== null && r.failure.signature === failure.signature ? r.failure : null;
-  };
+  let cur = ops.slice(0, failIndex + 1);
   let n = 2;
   while (cur.length >= 2 && Date.now() < deadline) {
     const size = Math.ceil(cur.length / n);
     let reduced = false;
     for (let start = 0; start < cur.length && Date.now() < deadline; start += size) {
       const cand = [...cur.slice(0, start), ...cur.slice(start + size)];
-      const f = await fails(cand);
-      if (f !== null) {
-        cur = cand.slice(0, f.index + 1);
+      const at = await fails(cand);
+      if (at !== null) {
+        cur = cand.slice(0, at + 1);
         n = Math.max(n - 1, 2);
         reduced = true;
         break;
@@ -139,6 +136,19 @@ export async function minimise(ops: readonly Op[], failure: Failure, budgetMs = 
     }
   }
   return cur;
+}
+
+/** ddmin of a library fuzzing sequence, each candidate run from scratch against a new model. */
+export async function minimise(ops: readonly Op[], failure: Failure, budgetMs = 120_000, opts: RunOptions = {}): Promise<Op[]> {
+  return ddmin(
+    ops,
+    failure.index,
+    async (cand) => {
+      const r = await runOps(cand, opts);
+      return r.failure !== null && r.failure.signature === failure.signature ? r.failure.index : null;
+    },
+    budgetMs,
+  );
 }
 
 export interface FuzzReport {
