@@ -20,11 +20,13 @@ export interface MountArgs {
   state?: string;
   /** --reconcile-interval, in ms. */
   reconcileIntervalMs?: number;
+  /** --timeout: how long a background mount waits for its daemon to answer, ms. */
+  timeoutMs?: number;
   foreground: boolean;
   allowOther: boolean;
 }
 
-const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state', '--reconcile-interval']);
+const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state', '--reconcile-interval', '--timeout']);
 const MOUNT_SWITCHES = new Set(['--foreground', '--allow-other']);
 
 /** A number of seconds, 0 or more (fractions allowed). */
@@ -48,6 +50,7 @@ export function parseMountArgs(args: string[]): MountArgs {
       else if (a === '--sim') out.sim = v;
       else if (a === '--state') out.state = path.resolve(v);
       else if (a === '--reconcile-interval') out.reconcileIntervalMs = seconds(a, v) * 1000;
+      else if (a === '--timeout') out.timeoutMs = seconds(a, v) * 1000;
       else if (v === 'auto' || v === 'manual') out.mirror = v;
       else throw bpfError('EINVAL', `--mirror is auto or manual, not '${v}'`);
     } else if (a.startsWith('-')) {
@@ -58,7 +61,7 @@ export function parseMountArgs(args: string[]): MountArgs {
       throw bpfError('EINVAL', `unexpected argument '${a}'`);
     }
   }
-  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--reconcile-interval SECONDS] [--foreground]');
+  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--reconcile-interval SECONDS] [--timeout SECONDS] [--foreground]');
   if (out.cgroupRoot !== undefined && out.sim !== undefined) throw bpfError('EINVAL', '--cgroup-root and --sim exclude each other');
   return out as MountArgs;
 }
@@ -90,7 +93,8 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
   await log.close();
   const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
   const socket = path.join(stateDir, 'control.sock');
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+  const timeoutMs = a.timeoutMs ?? 30_000;
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
     const done = await Promise.race([exited, sleep(100).then(() => undefined)]);
     if (done !== undefined) throw await daemonFailure(path.join(stateDir, 'daemon.log'), done);
     try {
@@ -102,7 +106,13 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
       if (!(e instanceof BpfError) || e.code !== 'ENOENT') throw e;
     }
   }
-  throw bpfError('ETIMEDOUT', `the daemon did not come up in 30 s; see ${path.join(stateDir, 'daemon.log')}`);
+  // The user is told the mount failed, so a daemon that came up later would be a mount nobody knows
+  // of: it is stopped (SIGTERM unmounts one that got that far; auto_unmount covers the SIGKILL).
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(killer);
+  throw bpfError('ETIMEDOUT', `the daemon did not come up in ${timeoutMs / 1000} s (--timeout), so it was stopped; see ${path.join(stateDir, 'daemon.log')}`);
 }
 
 /** Why a background daemon exited: the `Error: ... (CODE)` line it printed last, as its BpfError. */

@@ -28,7 +28,7 @@ export interface CliIo {
 const USAGE = `Usage: vbpffs [-j|-p] OBJECT COMMAND
        OBJECT := { mount | umount | status | prog | map | link | iter | cgroup | version | help }
        vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim demo] [--mirror auto|manual] [--state DIR]
-                    [--reconcile-interval SECONDS] [--foreground] [--allow-other]
+                    [--reconcile-interval SECONDS] [--timeout SECONDS] [--foreground] [--allow-other]
        vbpffs umount MOUNTPOINT
        vbpffs status
        vbpffs iter pin OBJ PATH [order ORDER] [cgroup CGROUP]      OBJ := { FILE | pinned PATH }

@@ -73,5 +73,14 @@ t.test('vbpffs mount / umount as processes', async (t) => {
     t.notOk(await isMountPoint(mnt));
     t.equal((await cli('umount', mnt)).stderr, `Error: ${mnt} is not a vbpffs mount point (vbpffs status lists them) (ENOENT)\n`);
     t.ok(existsSync(path.join(base, 'state')), 'the state directory stays for the next mount');
+
+    // A daemon slower than --timeout: the user is told the mount failed, so none may turn up later.
+    const slow = await cli('mount', mnt, '--sim', 'demo', '--timeout', '0.05');
+    t.equal(slow.code, 1, 'mount past its --timeout fails');
+    t.match(slow.stderr, /^Error: the daemon did not come up in 0\.05 s \(--timeout\), so it was stopped; see .*daemon\.log \(ETIMEDOUT\)\n$/);
+    await sleep(3000); // longer than a demo daemon takes to mount: one left running would be up by now
+    t.notOk(await isMountPoint(mnt), 'a mount that timed out leaves no daemon to mount later');
+    const left = JSON.parse((await cli('-j', 'status')).stdout) as { state: string }[];
+    t.same(left.filter((m) => m.state === 'running'), [], 'and no daemon running');
   });
 });
