@@ -44,6 +44,18 @@ t.test('journal: records are appended, flushed and read back in order', async (t
   t.same((await new Journal(dir).load()).records, [MKDIR, PIN]);
 });
 
+t.test('journal: appends in flight at once are all kept, each index naming its own line', async (t) => {
+  const dir = tmp();
+  const j = new Journal(dir);
+  await j.load();
+  const recs: JournalRecord[] = Array.from({ length: 40 }, (_, i) => ({ op: 'mkdir', path: `/d${i}`, mode: 0o755 }));
+  const indexes = await Promise.all(recs.map((r) => j.append(r)));
+  await j.close();
+  const back = (await new Journal(dir).load()).records;
+  t.equal(back.length, recs.length, 'no append wrote over another');
+  t.same(indexes.map((i) => back[i]), recs, "each append's index is the line its record is on");
+});
+
 t.test('journal: an empty file is an empty journal, not damage', async (t) => {
   const dir = tmp();
   writeFileSync(path.join(dir, 'journal.jsonl'), '');

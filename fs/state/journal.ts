@@ -130,6 +130,8 @@ export function recordProblem(rec: unknown, index: number): string | undefined {
 export class Journal {
   readonly file: string;
   #fd: FileHandle | null = null;
+  /** The last append queued: the next one starts when it has ended. */
+  #tail: Promise<unknown> = Promise.resolve();
   /** Records in the file: the index the next one gets. */
   #count = 0;
   /** Bytes of whole records in the file: where the next one is written, and what a failed write is cut back to. */
@@ -196,7 +198,16 @@ export class Journal {
    * flushed (a full disk, an I/O error) is cut back off the file, so the operation leaves no trace,
    * and the next record starts where it would have.
    */
-  async append(rec: JournalRecord): Promise<number> {
+  append(rec: JournalRecord): Promise<number> {
+    // One at a time: each write goes at the size the previous one left, and a record's index is its
+    // line, so two appends in flight at once (a FUSE mkdir beside a CLI map update) would write over
+    // each other.
+    const done = this.#tail.then(() => this.#append(rec));
+    this.#tail = done.catch(() => undefined);
+    return done;
+  }
+
+  async #append(rec: JournalRecord): Promise<number> {
     const buf = Buffer.from(JSON.stringify(rec) + '\n');
     try {
       if (this.#fd === null) {
