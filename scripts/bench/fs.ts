@@ -14,7 +14,9 @@
  *    scaling; the same for the bare file.
  * c. `find MNT -name procs | xargs cat` over 1,000 mirrored cgroups, s; against the same over a
  *    tree of regular files laid out the same (in the temporary directory's filesystem).
- * d. the daemon's RSS with both views pinned over 10,000 mirrored cgroups, against 1,000 and none.
+ * d. the daemon's RSS with both views pinned over 10,000 mirrored cgroups, against 1,000 and none,
+ *    and how much of it is the simulated cgroupfs itself.
+ * e. the same on the host's cgroup2 mount, with 10,000 real cgroups made for the bench.
  *
  * Needs root and FUSE; says why and returns otherwise. The host cpu.stat column needs a cgroup2
  * mount; without one it says why and the rest runs.
@@ -27,7 +29,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { S_IFDIR, S_IFREG, bpfError } from '../../uapi';
-import { findCgroup2Mount } from '../../tags';
+import { SimCgroupSource, findCgroup2Mount } from '../../tags';
+import { simPreset } from '../../fs/engine/sim-preset';
 import { examplePath } from '../../progs/examples';
 import { mountFuse, type FuseMount } from '../../fs/fuse/host';
 import type { VfsBackend, VfsStat } from '../../fs/fuse/backend';
@@ -60,10 +63,12 @@ function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
 }
 
-async function startDaemon(base: string, name: string, sim: string): Promise<DaemonProc> {
+/** A daemon on a simulated tree (`sim`), or on the host's cgroup2 mount when `sim` is null. */
+async function startDaemon(base: string, name: string, sim: string | null): Promise<DaemonProc> {
   const mnt = path.join(base, name);
   const env = { ...process.env, VBPFFS_STATE_ROOT: path.join(base, 'state') };
-  const child = spawn(process.execPath, [CLI, 'mount', mnt, '--sim', sim, '--foreground'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const source = sim === null ? [] : ['--sim', sim];
+  const child = spawn(process.execPath, [CLI, 'mount', mnt, ...source, '--foreground'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -72,7 +77,7 @@ async function startDaemon(base: string, name: string, sim: string): Promise<Dae
       out += d.toString();
       if (out.includes('vbpffs mounted at')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`vbpffs mount ${mnt} --sim ${sim} exited (${code}): ${err.trim()}`)));
+    child.once('exit', (code) => reject(new Error(`vbpffs mount ${mnt} ${source.join(' ')} exited (${code}): ${err.trim()}`)));
   });
   return {
     mnt,
@@ -292,6 +297,67 @@ async function rssBench(base: string, r1: number): Promise<void> {
   } finally {
     await big.stop();
   }
+  const sim = await simTreeHeapKb(10_000);
+  console.log(`    of which the simulated cgroupfs itself (its memfs volume, measured in this process's heap): ${(sim / 10_000).toFixed(1)} KiB per cgroup`);
+}
+
+/** The heap a simulated tree of n cgroups takes by itself, KiB (the benches run with --expose-gc). */
+async function simTreeHeapKb(n: number): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {});
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const sim = new SimCgroupSource();
+  await sim.start();
+  await simPreset(sim, n === 10_000 ? 'bench-10k' : 'bench-1k');
+  gc();
+  const kb = (process.memoryUsage().heapUsed - before) / 1024;
+  await sim.stop();
+  return kb;
+}
+
+/**
+ * e. The daemon on the host's cgroup2 mount: its RSS with both views pinned, before and after
+ *    10,000 real cgroups are made under a cgroup of the bench's own (100 of 100), so the figure per
+ *    cgroup is the mirror's and the pins' alone, with no simulated cgroupfs in it.
+ */
+async function hostRssBench(base: string, host: HostStat): Promise<void> {
+  if (host.file === null) {
+    console.log(`(e) the daemon's RSS on the host's cgroups: skipped (${host.why})`);
+    return;
+  }
+  const top = path.join(path.dirname(host.file), 'rss');
+  const d = await startDaemon(base, 'host', null);
+  const made: string[] = [];
+  try {
+    await pinViews(d);
+    const before = await settledRss(d);
+    const cgroups = async (): Promise<number> => {
+      const mounts = JSON.parse(await d.cli('-j', 'status')) as { mountPoint: string; source: { cgroups: number } }[];
+      return mounts.find((m) => m.mountPoint === d.mnt)!.source.cgroups;
+    };
+    const start = await cgroups();
+    await mkdir(top);
+    made.push(top);
+    for (let s = 0; s < 100; s++) {
+      const slice = path.join(top, `slice-${s}`);
+      await mkdir(slice);
+      made.push(slice);
+      for (let c = 0; c < 99; c++) {
+        await mkdir(path.join(slice, `svc-${c}`));
+        made.push(path.join(slice, `svc-${c}`));
+      }
+    }
+    const n = made.length;
+    const deadline = Date.now() + 120_000;
+    while ((await cgroups()) < start + n && Date.now() < deadline) await sleep(500);
+    const mirrored = (await cgroups()) - start;
+    const after = await settledRss(d);
+    console.log(`(e) the daemon's RSS on the host's cgroup2 mount (both views pinned at the root, auto-mirror):`);
+    console.log(`    before ${mb(before)};  with ${mirrored.toLocaleString('en')} more real cgroups ${mb(after)};  per cgroup ${((after - before) / mirrored).toFixed(1)} KiB`);
+  } finally {
+    await d.stop();
+    for (const dir of made.reverse()) await rmdir(dir).catch(() => undefined);
+  }
 }
 
 export async function run(): Promise<void> {
@@ -319,6 +385,7 @@ export async function run(): Promise<void> {
     await concurrency([view, other], bareFile);
     await findBench(d, base);
     await rssBench(base, rss1k);
+    await hostRssBench(base, host);
   } finally {
     await bare?.unmount();
     await d?.stop();
