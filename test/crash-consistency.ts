@@ -24,6 +24,7 @@ import { buildJs } from './harness/build-js';
 import { DaemonProc, start, type Exit, type Running } from './harness/daemon-proc';
 import { MAP, SETUP, apply, command, describe, emptyState, mapText, objectSource, randomOp, type Op, type State } from './harness/crash-model';
 import { fuseSkipReason } from './harness/mount';
+import { tmpfsSkipReason } from './harness/tmpfs';
 
 const exec = promisify(execFile);
 
@@ -221,19 +222,6 @@ async function crashSeed(t: Test, build: string, seed: number): Promise<{ cycles
   return { cycles: CYCLES, ops };
 }
 
-/** Why a small tmpfs cannot be mounted here, or false. */
-async function tmpfsSkip(): Promise<string | false> {
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs for the state directory needs root';
-  const probe = mkdtempSync(path.join(tmpdir(), 'vbpffs-crash-probe-'));
-  try {
-    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
-    await exec('umount', [probe]);
-    return false;
-  } catch (e) {
-    return `cannot mount a tmpfs: ${(e as Error).message}`;
-  }
-}
-
 const ENOSPC = /^Error: the state directory is full: \S+journal\.jsonl cannot record this change, so it was not made \(ENOSPC\)\n$/;
 
 async function fullDisk(t: Test, build: string): Promise<void> {
@@ -361,7 +349,7 @@ t.test('crash consistency through real processes', async (t) => {
       );
     });
 
-    const tmpfs = await tmpfsSkip();
+    const tmpfs = await tmpfsSkipReason();
     void t.test('a full state disk: ENOSPC from the CLI, nothing changed, reads served, all well once there is room', { skip: tmpfs, buffered: true }, (t) => fullDisk(t, build));
 
     void t.test('a damaged journal: the daemon starts with what it could restore, says what is wrong, and takes changes', { buffered: true }, async (t) => {

@@ -17,6 +17,7 @@ import { printStatus } from '../fs/cli-objects';
 import { controlCall } from '../fs/control/client';
 import type { JournalRecord } from '../fs/state/journal';
 import { fuseSkipReason } from './harness/mount';
+import { smallTmpfs, tmpfsSkipReason } from './harness/tmpfs';
 
 const run = promisify(execFile);
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'vbpffs-ej-'));
@@ -71,25 +72,10 @@ t.test('a journal that cannot be read: the engine starts empty, says why, and jo
   t.same(await e.readdir('/'), ['x']);
 });
 
-/** Why a small tmpfs cannot be mounted here, or false. */
-async function tmpfsSkip(): Promise<string | false> {
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root';
-  const probe = tmp();
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
-    await run('umount', [probe]);
-    return false;
-  } catch (e) {
-    return `cannot mount a tmpfs: ${(e as Error).message}`;
-  }
-}
-
 t.test('a full state disk', async (t) => {
-  const skip = await tmpfsSkip();
+  const skip = await tmpfsSkipReason();
   t.test('(tmpfs)', { skip }, async (t) => {
-    const dir = tmp();
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
-    t.teardown(async () => void (await run('umount', ['-l', dir])));
+    const dir = await smallTmpfs(t, '64k');
     const fill = path.join(dir, 'fill');
     const file = path.join(dir, 'journal.jsonl');
     // The journal's last page is filled to where a pin's record still fits but the `failed` record

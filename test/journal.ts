@@ -5,31 +5,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Journal, recordProblem, type JournalRecord } from '../fs/state/journal';
+import { smallTmpfs, tmpfsSkipReason } from './harness/tmpfs';
 
 const run = promisify(execFile);
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'vbpffs-j-'));
 const line = (r: JournalRecord): string => JSON.stringify(r) + '\n';
 const aside = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith('journal.jsonl.damaged-'));
-
-/** Why a small tmpfs cannot be mounted here (root and mount(8) needed), or false. */
-async function tmpfsSkip(): Promise<string | false> {
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root';
-  const probe = tmp();
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
-    await run('umount', [probe]);
-    return false;
-  } catch (e) {
-    return `cannot mount a tmpfs: ${(e as Error).message}`;
-  }
-}
-
-async function smallTmpfs(t: { teardown(fn: () => Promise<void>): void }, size: string): Promise<string> {
-  const dir = tmp();
-  await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
-  t.teardown(async () => void (await run('umount', ['-l', dir])));
-  return dir;
-}
 
 const MKDIR: JournalRecord = { op: 'mkdir', path: '/a', mode: 0o755 };
 const PIN: JournalRecord = { op: 'iterPin', filename: '/x/cpu.ts', source: 'export {}', pinPath: '/a/cpu', opts: {}, ids: { prog: 1, map: 1, link: 1 } };
@@ -175,7 +156,7 @@ t.test('journal: a state directory that cannot be written fails the append with 
 });
 
 t.test('journal: on a full disk', async (t) => {
-  const skip = await tmpfsSkip();
+  const skip = await tmpfsSkipReason();
   t.test('(tmpfs)', { skip }, async (t) => {
     t.test('an unreadable journal that cannot be moved either is reported, and appends fail clearly', async (t) => {
       const dir = tmp();
