@@ -769,12 +769,12 @@ function attachFlagsName(flags: number): string {
   return flags === 0 ? '' : flags === 2 ? 'multi' : flags === 1 ? 'override' : `0x${flags.toString(16)}`;
 }
 
-/** The object file's text, read by the daemon (the CLI resolves the path). */
 /** A name libfuse gives a file it hides (".fuse_hidden" and hex digits). */
 function isFuseHidden(p: string): boolean {
   return /^\.fuse_hidden[0-9a-f]+$/.test(path.posix.basename(p));
 }
 
+/** The object file's text, read by the daemon (the CLI resolves the path). */
 async function readObjectFile(objectFile: string): Promise<string> {
   if (!path.isAbsolute(objectFile)) throw bpfError('EINVAL', `${objectFile}: the object file's path must be absolute (the CLI resolves it)`);
   try {
