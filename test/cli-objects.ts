@@ -15,6 +15,7 @@ import { isMountPoint } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { counterObject } from './harness/cgroup-progs';
 import { fuseSkipReason } from './harness/mount';
+import { type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 // About 40 children of the TypeScript loader, a mount and a remount: more than the default file timeout.
@@ -31,12 +32,6 @@ export const second = SEC('iter/cgroup', (ctx) => {
   return 0;
 });
 `;
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 t.test('the object commands on a real mount', async (t) => {
   const skip = await fuseSkipReason();

@@ -16,23 +16,12 @@ import { examplePath } from '../progs/examples';
 import { stateDirFor } from '../fs/control/registry';
 import { CONSTRUCTOR_CHAINS, HOST_GLOBALS, PROTOTYPE_POLLUTION, escapeObject } from './harness/escape-cases';
 import { fuseSkipReason, mountVbpffs } from './harness/mount';
+import { settle, type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 // Some twenty children of the TypeScript loader: past the default file timeout.
 t.setTimeout(600_000);
 const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-const settle = (p: Promise<{ stdout: string; stderr: string }>): Promise<Out> =>
-  p.then(
-    (r) => ({ code: 0, ...r }),
-    (e: Out) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
 
 t.test('the CLI on a real mount: arguments and programs that try to reach past it', async (t) => {
   const skip = await fuseSkipReason();

@@ -14,6 +14,7 @@ import t from 'tap';
 import { isMountPoint } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { fuseSkipReason } from './harness/mount';
+import { type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 t.setTimeout(180_000);
@@ -69,12 +70,6 @@ interface Timed {
 }
 
 const p50 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 t.test('faulty programs loaded through the CLI fail only their own reads', async (t) => {
   const skip = await fuseSkipReason();

@@ -16,24 +16,13 @@ import t, { type Test } from 'tap';
 import { examplePath } from '../progs/examples';
 import { secureStateDir } from '../fs/control/registry';
 import { fuseSkipReason, mountVbpffs, type TestMount } from './harness/mount';
+import { settle, type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 // Three mounts and a dozen children of the TypeScript loader: past the default file timeout.
 t.setTimeout(600_000);
 const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
 const NOBODY = 65534;
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-const settle = (p: Promise<{ stdout: string; stderr: string }>): Promise<Out> =>
-  p.then(
-    (r) => ({ code: 0, ...r }),
-    (e: Out) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
 
 /** How this host switches to another user, or why the tests that need one skip. */
 async function switchUser(): Promise<{ skip: string | false; prefix: string[] }> {
