@@ -103,7 +103,9 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
       mounted(say, `vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`, st.journal);
       return;
     } catch (e) {
-      if (!(e instanceof BpfError) || e.code !== 'ENOENT') throw e;
+      // ENOENT: not listening yet. ETIMEDOUT: listening, but too busy starting to answer in 2 s on a
+      // loaded host; the deadline, not one slow answer, decides that the daemon failed.
+      if (!(e instanceof BpfError) || (e.code !== 'ENOENT' && e.code !== 'ETIMEDOUT')) throw e;
     }
   }
   // The user is told the mount failed, so a daemon that came up later would be a mount nobody knows

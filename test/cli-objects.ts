@@ -15,7 +15,7 @@ import { isMountPoint } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { counterObject } from './harness/cgroup-progs';
 import { fuseSkipReason } from './harness/mount';
-import { type Out } from './harness/cli-result';
+import { LOADER_TIMEOUT, type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 // About 40 children of the TypeScript loader, a mount and a remount: more than the default file timeout.
@@ -69,7 +69,7 @@ t.test('the object commands on a real mount', async (t) => {
     writeFileSync(deny, counterObject([{ val: 10n, verdict: 0 }]));
     writeFileSync(iters, ITERS);
 
-    t.equal((await cli('mount', mnt, '--sim', 'demo')).code, 0);
+    await ok('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
 
     t.test('prog load pins the first program; prog pin and prog show by reference', async (t) => {
       const [a, d, it] = await Promise.all([ok('prog', 'load', allow, p('allow')), ok('prog', 'load', deny, p('deny')), ok('-j', 'p', 'load', iters, p('iter_first'))]);
@@ -166,7 +166,7 @@ t.test('the object commands on a real mount', async (t) => {
       const [st] = (await ok('-j', 'status')) as { pid: number }[];
       process.kill(st!.pid, 'SIGKILL');
       for (let i = 0; i < 100 && (await isMountPoint(mnt)); i++) await sleep(50);
-      t.equal((await cli('mount', mnt, '--sim', 'demo')).code, 0);
+      await ok('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
       const [one, cs, show, status, ls] = await Promise.all([
         ok('-j', 'map', 'lookup', 'pinned', p('m2'), 'key', '1', '0', '0', '0'),
         ok('-j', 'map', 'lookup', 'pinned', p('cs'), 'key', 'cgroup', '/system.slice'),

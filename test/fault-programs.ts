@@ -14,7 +14,7 @@ import t from 'tap';
 import { isMountPoint } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { fuseSkipReason } from './harness/mount';
-import { type Out } from './harness/cli-result';
+import { LOADER_TIMEOUT, type Out } from './harness/cli-result';
 
 const run = promisify(execFile);
 t.setTimeout(180_000);
@@ -100,7 +100,8 @@ t.test('faulty programs loaded through the CLI fail only their own reads', async
       if (await isMountPoint(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => undefined);
     });
 
-    t.equal((await cli('mount', mnt, '--sim', 'demo')).code, 0, 'vbpffs mount --sim demo');
+    const up = await cli('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
+    t.equal(up.code, 0, `vbpffs mount --sim demo: ${up.stderr}`);
     const ids: Record<string, number> = {};
     await Promise.all(
       Object.entries(OBJECTS).map(async ([name, source]) => {

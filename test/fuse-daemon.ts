@@ -13,6 +13,7 @@ import t from 'tap';
 import { examplePath } from '../progs/examples';
 import { isMountPoint } from '../fs/daemon';
 import { fuseSkipReason } from './harness/mount';
+import { LOADER_TIMEOUT } from './harness/cli-result';
 
 const run = promisify(execFile);
 // A dozen children of the TypeScript loader, two daemons: on a loaded host, past the default file timeout.
@@ -44,14 +45,14 @@ t.test('vbpffs mount / umount as processes', async (t) => {
       return s!.pid;
     };
 
-    const up = await cli('mount', mnt, '--sim', 'demo');
+    const up = await cli('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
     t.equal(up.code, 0, up.stderr);
     t.match(up.stdout, new RegExp(`^vbpffs mounted at ${mnt} \\(pid \\d+, log `));
     t.ok(await isMountPoint(mnt), 'the mount is there when mount returns');
     t.equal((await cli('iter', 'pin', examplePath('procs'), path.join(mnt, 'procs'))).code, 0);
     t.equal((await run('cat', [path.join(mnt, 'system.slice', 'postgres.service', 'procs')])).stdout, 'procs     2\nthreads   2\n');
 
-    const again = await cli('mount', mnt, '--sim', 'demo');
+    const again = await cli('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
     t.equal(again.code, 1, 'a mount point in use is refused');
     t.match(again.stderr, /^Error: .* is already mounted by vbpffs \(pid \d+\).* \(EBUSY\)\n$/);
 
@@ -61,7 +62,7 @@ t.test('vbpffs mount / umount as processes', async (t) => {
     t.notOk(await isMountPoint(mnt), 'a killed daemon leaves no mount (auto_unmount)');
     t.match((await cli('status')).stdout, /pid \d+  dead/, 'status says the daemon is gone');
 
-    const back = await cli('mount', mnt, '--sim', 'demo');
+    const back = await cli('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
     t.equal(back.code, 0, `the next mount recovers: ${back.stderr}`);
     t.equal((await run('cat', [path.join(mnt, 'system.slice', 'postgres.service', 'procs')])).stdout, 'procs     2\nthreads   2\n', 'the journal restored the pin');
     const status = JSON.parse((await cli('-j', 'status')).stdout) as { journal: { records: number; failed: string[] } }[];

@@ -17,6 +17,7 @@ import { examplePath } from '../progs/examples';
 import { secureStateDir } from '../fs/control/registry';
 import { fuseSkipReason, mountVbpffs, type TestMount } from './harness/mount';
 import { settle, type Out } from './harness/cli-result';
+import { reachableCheckout } from './harness/reachable';
 
 const run = promisify(execFile);
 // Three mounts and a dozen children of the TypeScript loader: past the default file timeout.
@@ -58,7 +59,9 @@ t.test('privilege boundaries', async (t) => {
   t.test('the control socket and the registry refuse another user, saying only root may control the daemons', { skip }, async (t) => {
     const m = await sharedMount(t, false);
     const env = { ...process.env, VBPFFS_STATE_ROOT: m.stateRoot };
-    const vbpffs = (...args: string[]): Promise<Out> => asNobody(env, process.execPath, ...execArgv, CLI, ...args);
+    // The checkout may be private to root (a clone under /root): the CLI runs from a bind of it.
+    const reach = await reachableCheckout(t);
+    const vbpffs = (...args: string[]): Promise<Out> => asNobody(env, process.execPath, ...reach.execArgv(execArgv), reach.at(CLI), ...args);
     const [status, show, create, umount] = await Promise.all([
       vbpffs('status'),
       vbpffs('prog', 'show'),

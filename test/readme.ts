@@ -29,6 +29,7 @@ t.test('the README library example runs and prints what the README says', async 
 
 t.test('the README quickstart runs as written and prints what the README shows', async (t) => {
   const { fuseSkipReason } = await import('./harness/mount');
+  const { LOADER_TIMEOUT } = await import('./harness/cli-result');
   const skip = await fuseSkipReason();
   t.test('(mounting)', { skip }, async (t) => {
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -49,7 +50,8 @@ t.test('the README quickstart runs as written and prints what the README shows',
     let out = '';
     for (const line of commands) {
       const [cmd, ...args] = line.replaceAll('/tmp/vbpffs', mnt).split(/\s+/);
-      const argv = cmd === 'npx' ? [process.execPath, ...execArgv, path.join(ROOT, 'fs', 'cli.ts'), ...args.slice(1)] : [cmd!, ...args];
+      const cli = [process.execPath, ...execArgv, path.join(ROOT, 'fs', 'cli.ts'), ...args.slice(1), ...(args[1] === 'mount' ? ['--timeout', LOADER_TIMEOUT] : [])];
+      const argv = cmd === 'npx' ? cli : [cmd!, ...args];
       out += (await run(argv[0]!, argv.slice(1), { env, cwd: ROOT, encoding: 'utf8' })).stdout;
     }
     const normal = (s: string): string =>
