@@ -4,7 +4,7 @@
  * restores every pin from the journal).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { examplePath } from '../progs/examples';
 import { isMountPoint } from '../fs/daemon';
+import { stateDirFor } from '../fs/control/registry';
 import { fuseSkipReason } from './harness/mount';
 import { LOADER_TIMEOUT } from './harness/cli-result';
 
@@ -83,5 +84,34 @@ t.test('vbpffs mount / umount as processes', async (t) => {
     t.notOk(await isMountPoint(mnt), 'a mount that timed out leaves no daemon to mount later');
     const left = JSON.parse((await cli('-j', 'status')).stdout) as { state: string }[];
     t.same(left.filter((m) => m.state === 'running'), [], 'and no daemon running');
+
+    // A daemon listening but too busy to answer the mount's status within that call's own 2 s: it is
+    // stopped (SIGSTOP) the moment its socket appears, before the mount polls it, and continued
+    // 2.5 s later. The mount waits it out rather than failing with ETIMEDOUT.
+    const stateDir = stateDirFor(mnt, env.VBPFFS_STATE_ROOT);
+    let pid = 0;
+    let continued = 0;
+    const watcher = watch(stateDir, (_event, name) => {
+      if (name === 'info.json' && pid === 0) {
+        try {
+          pid = (JSON.parse(readFileSync(path.join(stateDir, name), 'utf8')) as { pid: number }).pid;
+        } catch {
+          // Seen created but not yet written: its next event has the pid.
+        }
+      }
+      if (name === 'control.sock' && pid !== 0 && continued === 0) {
+        process.kill(pid, 'SIGSTOP');
+        continued = -1;
+        setTimeout(() => {
+          process.kill(pid, 'SIGCONT');
+          continued = Date.now();
+        }, 2500);
+      }
+    });
+    t.teardown(() => watcher.close());
+    const busy = await cli('mount', mnt, '--sim', 'demo', '--timeout', LOADER_TIMEOUT);
+    const returned = Date.now();
+    t.equal(busy.code, 0, `a daemon that answers its first status late still mounts: ${busy.stderr}`);
+    t.ok(continued > 0 && returned >= continued, 'the mount returned only once the stopped daemon went on');
   });
 });
