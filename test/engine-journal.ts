@@ -18,6 +18,7 @@ import { controlCall } from '../fs/control/client';
 import type { JournalRecord } from '../fs/state/journal';
 import { fuseSkipReason } from './harness/mount';
 import { smallTmpfs, tmpfsSkipReason } from './harness/tmpfs';
+import { counterObject } from './harness/cgroup-progs';
 
 const run = promisify(execFile);
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'vbpffs-ej-'));
@@ -149,4 +150,29 @@ t.test('the journal lines of mount and status: none for a clean replay, one per 
     `journal: 3 record(s) replayed, 1 failed (${file})`,
     'journal replay failed: unlink: ENOENT: a: no such file or directory',
   ]);
+});
+
+t.test('objects made by concurrent commands get the ids they had on replay: creations run one at a time, each journalled with the id cursors it started from', async (t) => {
+  const dir = tmp();
+  // Two programs: the second is released when the load closes its collection, freeing its id.
+  const iters = path.join(dir, 'iters.ts');
+  writeFileSync(iters, ["import { SEC } from 'vbpffs/bpf';", "export const first = SEC('iter/cgroup', () => 0);", "export const second = SEC('iter/cgroup', () => 0);", ''].join('\n'));
+  const allow = path.join(dir, 'allow.ts');
+  writeFileSync(allow, counterObject([{ val: 1n, verdict: 1 }]));
+  let e = await Engine.start({ sim: 'demo', stateDir: dir });
+  const made = await Promise.all([e.progLoad(iters, '/iters'), e.progLoad(allow, '/allow'), e.mapCreate('/m', HASH), e.iterPin(iters, '/walk')]);
+  // What later commands name by id must name the same objects after a restart.
+  await Promise.all([e.objPin('prog', { id: made[1].id }, '/allow2'), e.objPin('map', { id: made[2].id }, '/m2'), e.objPin('link', { id: made[3].linkId }, '/walk2')]);
+  const ids = (en: Engine): unknown[] =>
+    ['/iters', '/allow', '/allow2'].map((p) => en.progShow({ pinned: p })[0]!.id).concat(
+      ['/m', '/m2'].map((p) => en.mapShow({ pinned: p })[0]!.id),
+      ['/walk', '/walk2'].map((p) => en.linkShow({ pinned: p })[0]!.id),
+    );
+  const before = ids(e);
+  t.same(before.slice(1, 3), [made[1].id, made[1].id]);
+  await e.stop();
+  e = await Engine.start({ sim: 'demo', stateDir: dir });
+  t.teardown(() => e.stop());
+  t.same(e.status().journal!.failed, [], 'every record replays');
+  t.same(ids(e), before, 'programs, maps and links have the ids they had');
 });

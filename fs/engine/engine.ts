@@ -134,6 +134,8 @@ export class Engine implements VfsBackend {
   /** What the last start restored from the journal, for status. */
   replay = { records: 0, failed: [] as string[], damaged: undefined as string | undefined };
   #nextFh = 1;
+  /** The last operation that creates objects (see #create): the next waits for it. */
+  #creating: Promise<unknown> = Promise.resolve();
 
   private constructor(source: CgroupSource, opts: EngineOptions) {
     this.source = source;
@@ -275,8 +277,10 @@ export class Engine implements VfsBackend {
     const source = await readObjectFile(objectFile);
     verify({ source, filename: objectFile }); // a file the verifier refuses is not recorded
     mountPath(dir, 'DIR');
-    await this.#journal?.append({ op: 'progLoadAll', filename: objectFile, source, dir, ids: this.#ids() });
-    return this.#progLoadAll(objectFile, source, dir);
+    return this.#create(async (ids) => {
+      await this.#journal?.append({ op: 'progLoadAll', filename: objectFile, source, dir, ids });
+      return this.#progLoadAll(objectFile, source, dir);
+    });
   }
 
   async #progLoadAll(filename: string, source: string, dir: string): Promise<{ name: string; id: number; path: string }[]> {
@@ -303,12 +307,12 @@ export class Engine implements VfsBackend {
       // `iter pin pinned PATH`: an iterator link of a program already loaded.
       const prog = objRef(obj, 'prog');
       this.#with(this.#object<BpfProg>('prog', prog), (p) => this.#iterProg(p, opts));
-      await this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids: this.#ids() }, true);
+      await this.#create((ids) => this.#apply({ op: 'iterPinProg', prog, pinPath, opts, ids }, true));
     } else {
       const source = await readObjectFile(obj);
       verify({ source, filename: obj });
       // Atomic (a pin that fails closes what it loaded), so a failed one is marked and never replayed.
-      await this.#apply({ op: 'iterPin', filename: obj, source, pinPath, opts, ids: this.#ids() }, true);
+      await this.#create((ids) => this.#apply({ op: 'iterPin', filename: obj, source, pinPath, opts, ids }, true));
     }
     return this.#with(this.bpffs.get(pinPath), (l) => ({ linkId: l.id, progId: (l as BpfIterLink).prog.id, target: (l as BpfIterLink).target }));
   }
@@ -353,6 +357,20 @@ export class Engine implements VfsBackend {
       if (atomic && index !== undefined) await this.#journal!.append({ op: 'failed', index }).catch((m: unknown) => debug('journal: %s', (m as Error).message));
       throw e;
     }
+  }
+
+  /**
+   * Runs an operation that creates objects once those before it are done, with the id tables'
+   * cursors as it starts, which its journal record carries. Replay seeks to them, so each replayed
+   * object gets the id it had, and `prog pin id N` later in the journal names the same program.
+   * Run side by side, two loads could each record the cursor before either allocated, and on replay
+   * the second would take an id the first freed (a program its collection released): another id
+   * than it had, or even the one a later record names for another object.
+   */
+  #create<R>(fn: (ids: IdCursors) => Promise<R>): Promise<R> {
+    const done = this.#creating.then(() => fn(this.#ids()));
+    this.#creating = done.catch(() => undefined);
+    return done;
   }
 
   /** Where the id tables allocate next: recorded with operations that create objects. */
@@ -482,8 +500,7 @@ export class Engine implements VfsBackend {
     const source = await readObjectFile(objectFile);
     verify({ source, filename: objectFile });
     mountPath(pinPath);
-    const rec: JournalRecord = { op: 'progLoad', filename: objectFile, source, path: pinPath, ids: this.#ids() };
-    await this.#apply(rec, true);
+    await this.#create((ids) => this.#apply({ op: 'progLoad', filename: objectFile, source, path: pinPath, ids }, true));
     return this.#with(this.bpffs.get(pinPath), (p) => ({ id: p.id, name: (p as BpfProg).name }));
   }
 
@@ -505,10 +522,11 @@ export class Engine implements VfsBackend {
   async mapCreate(pinPath: string, args: unknown): Promise<{ id: number }> {
     mountPath(pinPath);
     const spec = mapSpec(args);
-    const ids = this.#ids();
-    createMap(this.kernel, spec).close();
-    this.#seek(ids); // the trial's id is free again: the real map takes it, as replay will
-    await this.#apply({ op: 'mapCreate', path: pinPath, spec: args as Record<string, unknown>, ids }, true);
+    await this.#create((ids) => {
+      createMap(this.kernel, spec).close();
+      this.#seek(ids); // the trial's id is free again: the real map takes it, as replay will
+      return this.#apply({ op: 'mapCreate', path: pinPath, spec: args as Record<string, unknown>, ids }, true);
+    });
     return this.#with(this.bpffs.get(pinPath), (m) => ({ id: m.id }));
   }
 
