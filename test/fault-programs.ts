@@ -171,16 +171,20 @@ t.test('faulty programs loaded through the CLI fail only their own reads', async
       writeFileSync(path.join(base, 'hammer'), '');
       const hammer = spawn('sh', ['-c', `n=0; f=0; while [ -e "${base}/hammer" ]; do n=$((n+1)); cat "${p('loops')}" >/dev/null 2>&1 || f=$((f+1)); [ $n = 1 ] && echo started; done; echo "$n $f"`], { env });
       let hammerOut = '';
+      // Listened for from the start: the shell can end, and its exit be emitted, while the rm that
+      // ends it is still being reaped, before a listener added afterwards would be there to see it.
+      const closed = new Promise<void>((resolve) => hammer.once('close', () => resolve()));
       const started = new Promise<void>((resolve) => {
         hammer.stdout.on('data', (d: Buffer) => {
           hammerOut += d.toString();
           if (hammerOut.startsWith('started\n')) resolve();
         });
+        void closed.then(resolve);
       });
       await started;
       const during = await timedReads(healthy, 30);
       await run('rm', [path.join(base, 'hammer')]);
-      await new Promise((resolve) => hammer.once('exit', resolve));
+      await closed;
       const [reads, failed] = hammerOut.replace('started\n', '').trim().split(' ').map(Number);
       t.ok(reads! > 0, `the hammer read the looping view ${reads} times`);
       t.equal(failed, reads, 'every one of its reads failed');
