@@ -94,27 +94,35 @@ export async function mountBackground(a: MountArgs, argv: string[], say: (line: 
   const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
   const socket = path.join(stateDir, 'control.sock');
   const timeoutMs = a.timeoutMs ?? 30_000;
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
-    const done = await Promise.race([exited, sleep(100).then(() => undefined)]);
-    if (done !== undefined) throw await daemonFailure(path.join(stateDir, 'daemon.log'), done);
-    try {
-      const st = await controlCall<{ pid: number; journal: EngineStatus['journal'] }>(socket, 'status', [], 2000);
-      if (st.pid !== child.pid) continue; // not ours (yet): a daemon that was just stopping
-      mounted(say, `vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`, st.journal);
-      return;
-    } catch (e) {
-      // ENOENT: not listening yet. ETIMEDOUT: listening, but too busy starting to answer in 2 s on a
-      // loaded host; the deadline, not one slow answer, decides that the daemon failed.
-      if (!(e instanceof BpfError) || (e.code !== 'ENOENT' && e.code !== 'ETIMEDOUT')) throw e;
+  let failure: unknown;
+  try {
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+      const done = await Promise.race([exited, sleep(100).then(() => undefined)]);
+      if (done !== undefined) throw await daemonFailure(path.join(stateDir, 'daemon.log'), done);
+      try {
+        const st = await controlCall<{ pid: number; journal: EngineStatus['journal'] }>(socket, 'status', [], 2000);
+        if (st.pid !== child.pid) continue; // not ours (yet): a daemon that was just stopping
+        mounted(say, `vbpffs mounted at ${a.mountPoint} (pid ${child.pid}, log ${path.join(stateDir, 'daemon.log')})`, st.journal);
+        return;
+      } catch (e) {
+        // ENOENT: not listening yet. ETIMEDOUT: listening, but too busy starting to answer in 2 s on a
+        // loaded host; the deadline, not one slow answer, decides that the daemon failed.
+        if (!(e instanceof BpfError) || (e.code !== 'ENOENT' && e.code !== 'ETIMEDOUT')) throw e;
+      }
     }
+    failure = bpfError('ETIMEDOUT', `the daemon did not come up in ${timeoutMs / 1000} s (--timeout), so it was stopped; see ${path.join(stateDir, 'daemon.log')}`);
+  } catch (e) {
+    failure = e;
   }
   // The user is told the mount failed, so a daemon that came up later would be a mount nobody knows
   // of: it is stopped (SIGTERM unmounts one that got that far; auto_unmount covers the SIGKILL).
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(killer);
-  throw bpfError('ETIMEDOUT', `the daemon did not come up in ${timeoutMs / 1000} s (--timeout), so it was stopped; see ${path.join(stateDir, 'daemon.log')}`);
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(killer);
+  }
+  throw failure;
 }
 
 /** Why a background daemon exited: the `Error: ... (CODE)` line it printed last, as its BpfError. */

@@ -7,7 +7,7 @@
  * the tests take is the same on every machine. Needs root, as the tests that switch users do.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -30,10 +30,14 @@ export async function reachableCheckout(t: { teardown(fn: () => Promise<void>): 
   const root = path.join(dir, 'checkout');
   mkdirSync(root);
   await run('mount', ['--bind', ROOT, root]);
+  // rmdir, never a recursive removal: should the bind outlive its umount, it fails rather than go
+  // through into the checkout. Read-only, since the other user only reads.
   t.teardown(async () => {
     await run('umount', [root]).catch(() => run('umount', ['-l', root]));
-    rmSync(dir, { recursive: true, force: true });
+    rmdirSync(root);
+    rmdirSync(dir);
   });
+  await run('mount', ['-o', 'remount,bind,ro', root]);
   const at = (p: string): string => {
     const rel = path.relative(ROOT, p);
     if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${p} is not in the checkout ${ROOT}`);
