@@ -25,6 +25,7 @@ import { DaemonProc, start, type Exit, type Running } from './harness/daemon-pro
 import { MAP, SETUP, apply, command, describe, emptyState, mapText, objectSource, randomOp, type Op, type State } from './harness/crash-model';
 import { fuseSkipReason } from './harness/mount';
 import { tmpfsSkipReason } from './harness/tmpfs';
+import { mulberry32 } from '../scripts/fuzz/prng';
 
 const exec = promisify(execFile);
 
@@ -34,17 +35,6 @@ function seedList(spec: string | undefined): number[] {
     const [a, b] = part.split('-').map(Number);
     return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i);
   });
-}
-/** mulberry32, as scripts/fuzz uses (not imported: that would load the whole fuzzer here). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return (x ^ (x >>> 14)) >>> 0;
-  };
 }
 
 const SEEDS = seedList(process.env.VBPFFS_CRASH_SEEDS);

@@ -6,7 +6,8 @@
 import t, { type Test } from 'tap';
 import { BpfMapType } from '../uapi';
 import { CgrpStorageMap, ValueSchema, cgroupBpfTable, createMap, EMPTY_PROG_ARRAY, type BpfObject } from '../progs';
-import { formatFailure, fuzzSeed, generate, minimise, mulberry32, runOps } from '../scripts/fuzz/run';
+import { formatFailure, fuzzSeed, generate, minimise, runOps } from '../scripts/fuzz/run';
+import { mulberry32 } from '../scripts/fuzz/prng';
 import type { Model } from '../scripts/fuzz/model';
 import './harness/ivm-exit';
 

@@ -11,7 +11,7 @@ import { BpfMapType } from '../../uapi';
 import type { BpfMap, BpfProg } from '../../progs';
 import { BpfIterLink } from '../../iter';
 import type { LibWorld } from './fuse-oracle';
-import { mulberry32 } from './run';
+import { mulberry32 } from './prng';
 import { OBJECT_KINDS, type ObjectKind } from './objects';
 
 export type AttachTypeName = 'egress' | 'ingress';

@@ -6,18 +6,7 @@
  */
 import { InvariantError, Model } from './model';
 import { OP_KINDS, OP_WEIGHTS, execOp, type Op } from './ops';
-
-/** mulberry32: a small, fast 32-bit PRNG; the same seed gives the same sequence on every platform. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+import { mulberry32 } from './prng';
 
 const TOTAL_WEIGHT = OP_KINDS.reduce((s, k) => s + OP_WEIGHTS[k], 0);
 
