@@ -30,6 +30,10 @@ export function buildJs(): string {
   const files = DIRS.flatMap(sources);
   const hash = createHash('sha256');
   for (const f of files) hash.update(f).update('\0').update(readFileSync(path.join(ROOT, f)));
+  // The build links to this checkout's node_modules: another checkout's build of the same sources
+  // (one that may since have been removed) is not this one's.
+  const modules = realpathSync(path.join(ROOT, 'node_modules'));
+  hash.update('\0').update(modules);
   const out = path.join(tmpdir(), `vbpffs-build-${hash.digest('hex').slice(0, 16)}`);
   if (existsSync(path.join(out, 'dist', 'fs', 'cli.js'))) return out;
   // Built aside and renamed into place, so a concurrent test never sees half a build.
@@ -48,7 +52,7 @@ export function buildJs(): string {
     writeFileSync(path.join(tmp, f), readFileSync(path.join(ROOT, f)));
   }
   writeFileSync(path.join(tmp, 'package.json'), readFileSync(path.join(ROOT, 'package.json')));
-  symlinkSync(realpathSync(path.join(ROOT, 'node_modules')), path.join(tmp, 'node_modules'));
+  symlinkSync(modules, path.join(tmp, 'node_modules'));
   try {
     renameSync(tmp, out);
   } catch {
