@@ -11,7 +11,7 @@ import { BpfMapType } from '../../uapi';
 import type { BpfMap, BpfProg } from '../../progs';
 import { BpfIterLink } from '../../iter';
 import type { LibWorld } from './fuse-oracle';
-import { mulberry32 } from './prng';
+import { weightedOps } from './prng';
 import { OBJECT_KINDS, type ObjectKind } from './objects';
 
 export type AttachTypeName = 'egress' | 'ingress';
@@ -70,32 +70,15 @@ export const FUSE_OP_WEIGHTS = {
 } as const;
 
 export type FuseOpKind = keyof typeof FUSE_OP_WEIGHTS;
-export const FUSE_OP_KINDS = Object.keys(FUSE_OP_WEIGHTS) as FuseOpKind[];
 
 export interface FuseOp {
   kind: FuseOpKind;
   r: [number, number, number, number];
 }
 
-const TOTAL = FUSE_OP_KINDS.reduce((s, k) => s + FUSE_OP_WEIGHTS[k], 0);
-
 /** The sequence of `n` operations seed `seed` gives (mulberry32, as the library fuzzer). */
 export function generateFuse(seed: number, n: number): FuseOp[] {
-  const rnd = mulberry32(seed);
-  const ops: FuseOp[] = [];
-  for (let i = 0; i < n; i++) {
-    let w = rnd() % TOTAL;
-    let kind = FUSE_OP_KINDS[0]!;
-    for (const k of FUSE_OP_KINDS) {
-      if (w < FUSE_OP_WEIGHTS[k]) {
-        kind = k;
-        break;
-      }
-      w -= FUSE_OP_WEIGHTS[k];
-    }
-    ops.push({ kind, r: [rnd(), rnd(), rnd(), rnd()] });
-  }
-  return ops;
+  return weightedOps(seed, n, FUSE_OP_WEIGHTS);
 }
 
 const CGROUP_NAMES = ['a', 'b', 'c'];

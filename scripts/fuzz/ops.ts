@@ -74,7 +74,6 @@ export const OP_WEIGHTS = {
 } as const;
 
 export type OpKind = keyof typeof OP_WEIGHTS;
-export const OP_KINDS = Object.keys(OP_WEIGHTS) as OpKind[];
 
 /** What an operation did, for the report. */
 export type OpResult = string;

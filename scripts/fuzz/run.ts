@@ -5,28 +5,12 @@
  * way, and a report with the seed, the command that reproduces it and the minimised sequence.
  */
 import { InvariantError, Model } from './model';
-import { OP_KINDS, OP_WEIGHTS, execOp, type Op } from './ops';
-import { mulberry32 } from './prng';
-
-const TOTAL_WEIGHT = OP_KINDS.reduce((s, k) => s + OP_WEIGHTS[k], 0);
+import { OP_WEIGHTS, execOp, type Op } from './ops';
+import { weightedOps } from './prng';
 
 /** The sequence of `n` operations seed `seed` gives. It does not depend on the state: ops pick their arguments when run. */
 export function generate(seed: number, n: number): Op[] {
-  const rnd = mulberry32(seed);
-  const ops: Op[] = [];
-  for (let i = 0; i < n; i++) {
-    let w = rnd() % TOTAL_WEIGHT;
-    let kind = OP_KINDS[0]!;
-    for (const k of OP_KINDS) {
-      if (w < OP_WEIGHTS[k]) {
-        kind = k;
-        break;
-      }
-      w -= OP_WEIGHTS[k];
-    }
-    ops.push({ kind, r: [rnd(), rnd(), rnd(), rnd()] });
-  }
-  return ops;
+  return weightedOps(seed, n, OP_WEIGHTS);
 }
 
 export interface Failure {
