@@ -3,12 +3,14 @@
  * status`, and how object commands find the daemon of a path (the mount it is under).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError, ERRNO, bpfError, type ErrnoName } from '../uapi';
 import { controlCall } from './control/client';
-import { DEFAULT_STATE_ROOT, listMounts, stateDirFor, type MountInfo } from './control/registry';
+import { DEFAULT_STATE_ROOT, isAlive, listMounts, readInfo, secureStateDir, stateDirFor, type MountInfo } from './control/registry';
+import { refusal } from './control/lock';
 import { startDaemon } from './daemon';
 import type { EngineStatus } from './engine/engine';
 
@@ -79,11 +81,14 @@ export async function mountForeground(a: MountArgs, say: (line: string) => void)
  */
 export async function mountBackground(a: MountArgs, argv: string[], say: (line: string) => void): Promise<void> {
   const stateDir = a.state ?? stateDirFor(a.mountPoint);
-  // Refused here, before a child is started: the live daemon would answer on the same socket.
-  const holder = (await listMounts(path.dirname(stateDir))).find((m) => m.stateDir === stateDir && m.alive);
-  if (holder !== undefined) throw bpfError('EBUSY', `${a.mountPoint} is already mounted by vbpffs (pid ${holder.pid}); vbpffs umount ${a.mountPoint} first`);
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const log = await open(path.join(stateDir, 'daemon.log'), 'a', 0o600);
+  // The log is opened here, so the state directory is checked here too (symlinks, owner, mode).
+  await secureStateDir(stateDir);
+  // Refused here, before a child is started: the live daemon would answer on the same socket. Two
+  // mounts started at once both get past this; the daemon's state lock refuses the second.
+  const there = await readInfo(stateDir);
+  const holder = there !== undefined && (await isAlive(there.pid)) ? there : (await listMounts(DEFAULT_STATE_ROOT)).find((m) => m.alive && m.mountPoint === a.mountPoint);
+  if (holder !== undefined) throw bpfError('EBUSY', refusal(stateDir, a.mountPoint, holder));
+  const log = await open(path.join(stateDir, 'daemon.log'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   const script = process.argv[1]!;
   const child = spawn(process.execPath, [...process.execArgv, script, ...argv, '--foreground'], {
     detached: true,
@@ -139,7 +144,7 @@ export async function umount(mountPoint: string, say: (line: string) => void): P
   const info = await mountOf(path.resolve(mountPoint), true);
   await controlCall(info.socket, 'shutdown');
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(50)) {
-    if (!(await listMounts(path.dirname(info.stateDir))).some((m) => m.mountPoint === info.mountPoint)) {
+    if (!(await listMounts(DEFAULT_STATE_ROOT)).some((m) => m.mountPoint === info.mountPoint && m.pid === info.pid)) {
       say(`vbpffs unmounted ${info.mountPoint}`);
       return;
     }

@@ -13,7 +13,8 @@ import { S_ISVTX, bpfError } from '../uapi';
 import { EngineClient } from './engine/client';
 import type { EngineOptions } from './engine/engine';
 import { mountFuse, type FuseMount } from './fuse/host';
-import { DEFAULT_STATE_ROOT, isAlive, readInfo, removeInfo, secureStateDir, stateDirFor, writeInfo } from './control/registry';
+import { DEFAULT_STATE_ROOT, isAlive, listMounts, readInfo, registerMount, removeInfo, secureStateDir, stateDirFor, unregisterMount, type MountInfo } from './control/registry';
+import { lockStateDir } from './control/lock';
 import { startControlServer } from './control/server';
 
 const debug = createDebug('vbpffs:fs');
@@ -22,6 +23,8 @@ export interface DaemonOptions extends EngineOptions {
   mountPoint: string;
   /** The directory for the control socket and the info file; default /run/vbpffs/<mount point>. */
   state?: string;
+  /** The registry every command looks in (VBPFFS_STATE_ROOT, else /run/vbpffs). */
+  stateRoot?: string;
   allowOther?: boolean;
 }
 
@@ -46,7 +49,10 @@ export async function isMountPoint(dir: string): Promise<boolean> {
  * Refuses a mount point in use (by a live vbpffs, or anything else), and clears a stale vbpffs mount
  * whose daemon is gone (fusermount -uz), as a restart after kill -9 needs.
  */
-async function claimMountPoint(mountPoint: string, stateDir: string): Promise<void> {
+async function claimMountPoint(mountPoint: string, stateDir: string, root: string): Promise<void> {
+  // Under another state directory, a live daemon of this mount point is found in the registry.
+  const other = (await listMounts(root)).find((m) => m.mountPoint === mountPoint && m.alive && m.pid !== process.pid);
+  if (other !== undefined) throw bpfError('EBUSY', `${mountPoint} is already mounted by vbpffs (pid ${other.pid}); vbpffs umount ${mountPoint} first`);
   const info = await readInfo(stateDir);
   const alive = info !== undefined && info.pid !== process.pid && (await isAlive(info.pid));
   if (info !== undefined && alive) throw bpfError('EBUSY', `${mountPoint} is already mounted by vbpffs (pid ${info.pid}); vbpffs umount ${mountPoint} first`);
@@ -66,20 +72,27 @@ async function claimMountPoint(mountPoint: string, stateDir: string): Promise<vo
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const mountPoint = path.resolve(opts.mountPoint);
-  const stateDir = opts.state ?? stateDirFor(mountPoint, DEFAULT_STATE_ROOT);
+  const root = opts.stateRoot ?? DEFAULT_STATE_ROOT;
+  const stateDir = opts.state ?? stateDirFor(mountPoint, root);
   await secureStateDir(stateDir);
-  await claimMountPoint(mountPoint, stateDir);
+  // Everything below, the clean-up of a dead daemon's files included, is done by the lock's holder only.
+  const lock = await lockStateDir(stateDir, { pid: process.pid, mountPoint });
+  const failed = async (e: unknown): Promise<never> => {
+    await lock.release();
+    throw e;
+  };
+  await claimMountPoint(mountPoint, stateDir, root).catch(failed);
   // FUSE does not tell us who makes an entry, so whatever others made in bpffs's world-writable root
   // would be recorded as the daemon's (root's). Shared with --allow-other, the root is 01755 instead
   // (what `mount -t bpf -o mode=1755` gives): only root creates, and only root owns.
   const rootMode = opts.allowOther === true ? S_ISVTX | 0o755 : undefined;
-  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint, rootMode });
+  const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint, rootMode }).catch(failed);
   let fuse: FuseMount;
   try {
     fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther });
   } catch (e) {
     await engine.stop();
-    throw e;
+    return failed(e);
   }
   const socket = path.join(stateDir, 'control.sock');
   let resolveStopped!: () => void;
@@ -90,12 +103,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       server.close();
       await fuse.unmount().catch((e: unknown) => debug('unmount: %O', e));
       await engine.stop();
-      await removeInfo(stateDir);
+      await unregisterMount(info, root);
+      await lock.release();
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       resolveStopped();
     })());
   const onSignal = (): void => void stop();
-  await writeInfo({ mountPoint, pid: process.pid, startedAt: new Date().toISOString(), socket, stateDir });
+  const info: MountInfo = { mountPoint, pid: process.pid, startedAt: new Date().toISOString(), socket, stateDir };
+  await registerMount(info, root).catch(async (e: unknown) => {
+    await fuse.unmount().catch(() => undefined);
+    await engine.stop();
+    return failed(e);
+  });
   const server = await startControlServer(socket, async (method, args) => {
     if (method === 'shutdown') {
       setImmediate(onSignal);

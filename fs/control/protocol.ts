@@ -9,7 +9,8 @@ export interface ControlRequest {
   args: unknown[];
 }
 
-export type ControlReply = { value: unknown } | { error: { code: string; message: string } };
+/** `retry`: the request was refused unread (the connection cap), so sending it again is safe. */
+export type ControlReply = { value: unknown } | { error: { code: string; message: string; retry?: boolean } };
 
 /** The largest request line accepted: a path, options and an object file's path fit easily. */
 export const MAX_REQUEST_BYTES = 64 * 1024;

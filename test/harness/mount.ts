@@ -59,7 +59,7 @@ export async function mountVbpffs(t: Teardown, opts: { sim?: string; cgroupRoot?
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-mnt-'));
   const mnt = path.join(base, 'mnt');
   const stateRoot = path.join(base, 'state');
-  const daemon = await startDaemon({ mountPoint: mnt, state: stateDirFor(mnt, stateRoot), ...opts });
+  const daemon = await startDaemon({ mountPoint: mnt, state: stateDirFor(mnt, stateRoot), stateRoot, ...opts });
   t.teardown(() => daemon.stop());
   return {
     mnt,
