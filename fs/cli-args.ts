@@ -18,9 +18,24 @@ export function keyword(word: string | undefined, choices: string[]): string {
   throw bpfError('EINVAL', hits.length === 0 ? `unknown keyword '${word}'` : `ambiguous keyword '${word}': ${hits.join(', ')}`);
 }
 
+/** A UTF-16 surrogate without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * EINVAL for a path no file name can hold: a NUL (the name would end there) or a lone surrogate
+ * (no UTF-8 bytes). execve cannot pass a NUL, but runCli is also called with strings (the fuzzer).
+ */
+export function pathArg(p: string, what: string): string {
+  if (p.includes('\0')) throw bpfError('EINVAL', `${what} ${JSON.stringify(p)} holds a NUL byte, which no file name may`);
+  if (LONE_SURROGATE.test(p)) throw bpfError('EINVAL', `${what} ${JSON.stringify(p)} holds a lone UTF-16 surrogate, which has no UTF-8 bytes`);
+  return p;
+}
+
 /** A path in a vbpffs mount, as the user typed it. */
 export class MountPath {
-  constructor(readonly raw: string) {}
+  constructor(readonly raw: string) {
+    pathArg(raw, 'the path');
+  }
 
   /** Absolute, with `..` left in, so a path that leaves its mount can be told apart. */
   get absolute(): string {
@@ -112,6 +127,7 @@ export function parseData(w: Words, what: 'key' | 'value'): unknown {
 
 /** A cgroup path as the daemon takes it: absolute (a relative one is from here, as bpftool opens it). */
 export function cgroupArg(p: string): string {
+  pathArg(p, 'the cgroup');
   return p.startsWith('/') ? p : `${process.cwd()}/${p}`;
 }
 
@@ -230,7 +246,7 @@ export function parseIterPin(args: string[]): Request {
   const opts: { order?: string; cgroup?: string } = {};
   while (w.more) {
     const k = w.keyword(['order', 'cgroup']) as 'order' | 'cgroup';
-    opts[k] = w.next(k);
+    opts[k] = pathArg(w.next(k), k);
   }
   return { method: 'iterPin', args: [obj, pin, opts] };
 }
@@ -279,6 +295,7 @@ export function parseCgroupCommand(cmd: string, args: string[]): Request {
 
 /** An object file's path as the daemon reads it (absolute; the daemon's cwd is not ours). */
 export function objectFile(p: string): string {
+  pathArg(p, 'the object file');
   return path.resolve(p);
 }
 

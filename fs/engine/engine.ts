@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
-import { bpfError, isBpfError, BpfCgroupIterOrder, BpfMapType, BPF_F_ALLOW_MULTI, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
+import { bpfError, isBpfError, S_IFDIR, S_IFLNK, S_IFMT, BpfCgroupIterOrder, BpfMapType, BPF_F_ALLOW_MULTI, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
 import { HostCgroupSource, SimCgroupSource, type CgroupSource, type KernfsNode, type ReconcileResult } from '../../tags';
 import {
   CGROUP_ATTACH_TYPES,
@@ -40,8 +40,9 @@ import { bpfIterLinkCreate, type BpfIterLink } from '../../iter';
 import { Bpffs, type OpenFile } from '../bpffs';
 import type { VfsBackend, VfsStat, VfsStatfs } from '../fuse/backend';
 import { simPreset } from './sim-preset';
-import { Journal, type IdCursors, type JournalRecord } from '../state/journal';
-import { attachMode, cgroupPath, dataBytes, hexBytes, mapSpec, mountPath, objRef, toHex, updateFlags, type ObjRef } from './requests';
+import { Journal, recordPaths, type IdCursors, type JournalRecord } from '../state/journal';
+import { prune, type Entry, type Footprint } from '../state/compact';
+import { attachMode, cgroupPath, dataBytes, hexBytes, mapSpec, mountPath, objRef, pathText, toHex, updateFlags, type ObjRef } from './requests';
 
 const debug = createDebug('vbpffs:fs');
 
@@ -58,6 +59,19 @@ export interface EngineOptions {
   reconcileIntervalMs?: number;
   /** The bpffs root's mode (bpffs's mode= option); default 01777, as bpf_fill_super makes it. */
   rootMode?: number;
+  /**
+   * When the journal is compacted: once the records (or bytes) since the last compaction reach
+   * these, or the last snapshot's size if that is larger. Default VBPFFS_JOURNAL_COMPACT
+   * (`RECORDS,BYTES`), else 10,000 records or 64 MiB.
+   */
+  compact?: { records: number; bytes: number };
+}
+
+/** VBPFFS_JOURNAL_COMPACT=RECORDS,BYTES, or the defaults. */
+function compactLimits(): { records: number; bytes: number } {
+  const [records, bytes] = (process.env.VBPFFS_JOURNAL_COMPACT ?? '').split(',').map(Number);
+  const ok = (n: number | undefined): n is number => Number.isSafeInteger(n) && n! > 0;
+  return { records: ok(records) ? records : 10_000, bytes: ok(bytes) ? bytes : 64 << 20 };
 }
 
 export interface ProgShow {
@@ -136,6 +150,14 @@ export class Engine implements VfsBackend {
   #nextFh = 1;
   /** The last operation that creates objects (see #create): the next waits for it. */
   #creating: Promise<unknown> = Promise.resolve();
+  /** Each record made (replayed or since), by the order it was journalled, with its footprint: what compaction keeps or drops. */
+  #entries = new Map<number, Entry>();
+  #seq = 0;
+  /** Operations journalled whose outcome is not known yet: a compaction waits until there are none. */
+  #inFlight = 0;
+  #compacting: Promise<void> | null = null;
+  /** Where a collection being loaded notes the maps it reused (by_name pins): its footprint's. */
+  #loadTouches: { from: number; into: string[] } | null = null;
 
   private constructor(source: CgroupSource, opts: EngineOptions) {
     this.source = source;
@@ -160,11 +182,13 @@ export class Engine implements VfsBackend {
     const engine = new Engine(source, opts);
     engine.#stop.push(...stops);
     await engine.#restore();
+    await engine.#compactSoon();
     debug('engine up: %s source at %s, %d cgroups', source.kind, source.mountPoint, source.hierarchy.size);
     return engine;
   }
 
   async stop(): Promise<void> {
+    await this.#compacting;
     await this.#journal?.close();
     for (const f of this.#files.values()) f.file.release();
     this.#files.clear();
@@ -199,15 +223,15 @@ export class Engine implements VfsBackend {
     return this.bpffs.readlink(p);
   }
   async mkdir(p: string, mode: number): Promise<void> {
-    await this.#apply({ op: 'mkdir', path: p, mode });
+    await this.#apply({ op: 'mkdir', path: p, mode }, true);
   }
   async rmdir(p: string): Promise<void> {
-    await this.#apply({ op: 'rmdir', path: p });
+    await this.#apply({ op: 'rmdir', path: p }, true);
   }
   async unlink(p: string): Promise<void> {
     // libfuse's hidden name of a file already unlinked (see rename): nothing of it is left here.
     if (isFuseHidden(p)) return;
-    await this.#apply({ op: 'unlink', path: p });
+    await this.#apply({ op: 'unlink', path: p }, true);
   }
   /**
    * libfuse hides a file some process has open before unlinking it (or renaming another over it):
@@ -217,15 +241,15 @@ export class Engine implements VfsBackend {
    * name is only the open files', which getattr still answers for.
    */
   async rename(from: string, to: string, flags: number): Promise<void> {
-    if (!isFuseHidden(to)) return this.#apply({ op: 'rename', from, to, flags });
-    await this.#apply({ op: 'unlink', path: from });
+    if (!isFuseHidden(to)) return this.#apply({ op: 'rename', from, to, flags }, true);
+    await this.#apply({ op: 'unlink', path: from }, true);
     for (const open of this.#files.values()) if (open.path === from) open.path = to;
   }
   async link(existing: string, p: string): Promise<void> {
-    await this.#apply({ op: 'link', existing, path: p });
+    await this.#apply({ op: 'link', existing, path: p }, true);
   }
   async symlink(target: string, p: string): Promise<void> {
-    await this.#apply({ op: 'symlink', target, path: p });
+    await this.#apply({ op: 'symlink', target, path: p }, true);
   }
   async create(p: string, mode: number): Promise<void> {
     this.bpffs.create(p, mode);
@@ -234,13 +258,13 @@ export class Engine implements VfsBackend {
     this.bpffs.mknod(p, mode);
   }
   async chmod(p: string, mode: number): Promise<void> {
-    await this.#apply({ op: 'chmod', path: p, mode });
+    await this.#apply({ op: 'chmod', path: p, mode }, true);
   }
   async chown(p: string, uid: number, gid: number): Promise<void> {
-    this.bpffs.chown(p, uid, gid);
+    await this.#apply({ op: 'chown', path: p, uid, gid }, true);
   }
   async utimens(p: string, atime: Date, mtime: Date): Promise<void> {
-    this.bpffs.utimens(p, atime, mtime);
+    await this.#apply({ op: 'utimens', path: p, atime: atime.getTime(), mtime: mtime.getTime() }, true);
   }
   async open(p: string, flags: number): Promise<number> {
     const file = this.bpffs.open(p, flags);
@@ -278,8 +302,10 @@ export class Engine implements VfsBackend {
     verify({ source, filename: objectFile }); // a file the verifier refuses is not recorded
     mountPath(dir, 'DIR');
     return this.#create(async (ids) => {
-      await this.#journal?.append({ op: 'progLoadAll', filename: objectFile, source, dir, ids });
-      return this.#progLoadAll(objectFile, source, dir);
+      let pinned: { name: string; id: number; path: string }[] = [];
+      // Not atomic: the directories and pins made before a failure stay, so its record does too.
+      await this.#apply({ op: 'progLoadAll', filename: objectFile, source, dir, ids }, false, async () => void (pinned = await this.#progLoadAll(objectFile, source, dir)));
+      return pinned;
     });
   }
 
@@ -303,6 +329,8 @@ export class Engine implements VfsBackend {
    */
   async iterPin(obj: unknown, pinPath: string, opts: { order?: string; cgroup?: string } = {}): Promise<{ linkId: number; progId: number; target: string }> {
     mountPath(pinPath);
+    pathText(opts.cgroup, 'cgroup');
+    pathText(opts.order, 'order');
     if (typeof obj !== 'string') {
       // `iter pin pinned PATH`: an iterator link of a program already loaded.
       const prog = objRef(obj, 'prog');
@@ -345,17 +373,261 @@ export class Engine implements VfsBackend {
 
   /**
    * Records an operation, then makes it (see state/journal.ts for why in that order). An atomic one
-   * that fails (it changed nothing) is marked failed in the journal, so replay skips it.
+   * that fails (it changed nothing) is marked failed in the journal, so replay skips it and the
+   * journal holds only what happened; a refused rmdir that unlinked a tagged directory's inherited
+   * files is recorded as those unlinks. A non-atomic one that fails (prog loadall, part made) stays.
    */
-  async #apply(rec: JournalRecord, atomic = false): Promise<void> {
-    const index = await this.#journal?.append(rec);
+  async #apply(rec: JournalRecord, atomic: boolean, make: () => Promise<unknown> = () => this.#make(rec)): Promise<void> {
+    if (this.#journal === null) return void (await make());
+    const seq = this.#seq++;
+    this.#inFlight++;
     try {
-      await this.#make(rec);
+      const index = await this.#journal.append(rec);
+      const { entry, error, unlinked } = await this.#track(rec, make);
+      if (error === undefined || !atomic) this.#entries.set(seq, entry);
+      if (error !== undefined) {
+        if (atomic) await this.#refused(index, unlinked ?? []);
+        throw error;
+      }
+    } finally {
+      this.#inFlight--;
+    }
+    void this.#compactSoon();
+  }
+
+  /**
+   * Marks record `index` failed, then records the unlinks a refused rmdir made. Best effort:
+   * unmarked (the disk filled meanwhile), replay makes it again and it fails again the same way,
+   * and the user is told why it failed, not that the marker could not be written.
+   */
+  async #refused(index: number, unlinked: Entry[]): Promise<void> {
+    try {
+      await this.#journal!.append({ op: 'failed', index });
+      for (const u of unlinked) {
+        await this.#journal!.append(u.rec);
+        this.#entries.set(this.#seq++, u);
+      }
+    } catch (m) {
+      debug('journal: %s', (m as Error).message);
+    }
+  }
+
+  /**
+   * Makes a record and takes its footprint (state/compact.ts): what it walked through, acted on and
+   * created, and the record as replay may make it again (objects named by pin resolved to their ids,
+   * which replay gives back, so it no longer needs the pin's path).
+   */
+  async #track(rec: JournalRecord, make: () => Promise<unknown>): Promise<{ entry: Entry; error?: unknown; unlinked?: Entry[] }> {
+    const fp: Footprint = { creates: [], touches: [], walks: [] };
+    const ino = (p: string): string | undefined => {
+      try {
+        return `i${this.bpffs.getattr(p).ino}`;
+      } catch {
+        return undefined;
+      }
+    };
+    const walk = (p: string): void => {
+      let cur = '';
+      for (const part of p.split('/').filter(Boolean).slice(0, -1)) {
+        cur += `/${part}`;
+        let st: VfsStat;
+        try {
+          st = this.bpffs.getattr(cur);
+        } catch {
+          return;
+        }
+        // Through a symlink the footprint cannot tell which directory the record reached.
+        if ((st.mode & S_IFMT) === S_IFLNK) return void (fp.barrier = true);
+        fp.walks.push(`i${st.ino}`);
+      }
+    };
+    const touch = (p: string): void => void fp.touches.push(...[ino(p)].filter((k): k is string => k !== undefined));
+    const obj = (kind: ObjectKind, ref: ObjRef): ObjRef => {
+      try {
+        const id = 'id' in ref ? ref.id : this.#with(this.#object(kind, ref), (o) => o.id);
+        fp.touches.push(`o${kind}${id}`);
+        return { id };
+      } catch {
+        return ref; // it fails to make too
+      }
+    };
+    const ids = this.#ids();
+    const rootBefore = new Set(this.#subtreeOf('/', 1));
+    const newObjects = (): void => {
+      const now = this.#ids();
+      for (const kind of ['prog', 'map', 'link'] as const) {
+        if (now[kind] < ids[kind]) fp.barrier = true; // the table wrapped past INT_MAX
+        for (let id = ids[kind]; id < now[kind]; id++) fp.creates.push(`o${kind}${id}`);
+      }
+      // Maps pinned by name at the root by a collection's load.
+      for (const k of this.#subtreeOf('/', 1)) if (!rootBefore.has(k)) fp.creates.push(k);
+    };
+    const created = (p: string): (() => void) => () => {
+      walk(p);
+      fp.creates.push(...this.#subtreeOf(p));
+      newObjects();
+    };
+    let r: JournalRecord = rec;
+    let after: (() => void) | undefined;
+    let children: { dir: string; names: Map<string, string> } | undefined;
+    switch (rec.op) {
+      case 'mkdir':
+      case 'symlink':
+      case 'mapCreate':
+        after = created(rec.path);
+        break;
+      case 'rmdir':
+        walk(rec.path);
+        fp.touches.push(...this.#subtreeOf(rec.path));
+        children = { dir: rec.path, names: this.#children(rec.path) };
+        break;
+      case 'unlink':
+      case 'chmod':
+      case 'chown':
+      case 'utimens':
+        walk(rec.path);
+        touch(rec.path);
+        break;
+      case 'rename':
+        for (const p of [rec.from, rec.to]) walk(p), touch(p);
+        break;
+      case 'link':
+        walk(rec.existing);
+        walk(rec.path);
+        touch(rec.existing);
+        break;
+      case 'iterPin':
+      case 'progLoad':
+      case 'progLoadAll': {
+        const at = rec.op === 'iterPin' ? rec.pinPath : rec.op === 'progLoad' ? rec.path : rec.dir;
+        const before = new Set(this.#subtreeOf(at));
+        this.#loadTouches = { from: ids.map, into: fp.touches };
+        after = () => {
+          walk(at);
+          fp.creates.push(...this.#subtreeOf(at).filter((k) => !before.has(k)));
+          newObjects();
+        };
+        break;
+      }
+      case 'iterPinProg':
+        r = { ...rec, prog: obj('prog', rec.prog) };
+        after = created(rec.pinPath);
+        break;
+      case 'objPin':
+        r = { ...rec, ref: obj(rec.kind, rec.ref) };
+        after = created(rec.path);
+        break;
+      case 'mapUpdate':
+      case 'mapDelete': {
+        const map = obj('map', rec.map);
+        r = { ...rec, map };
+        if ('id' in map) fp.element = `${map.id}:${JSON.stringify(rec.key)}`;
+        break;
+      }
+      case 'linkUpdate':
+        r = { ...rec, link: obj('link', rec.link), prog: obj('prog', rec.prog) };
+        break;
+      case 'linkDetach':
+        r = { ...rec, link: obj('link', rec.link) };
+        break;
+      case 'cgroupAttach':
+      case 'cgroupDetach':
+        r = { ...rec, prog: obj('prog', rec.prog) };
+        break;
+    }
+    let error: unknown;
+    try {
+      await make();
     } catch (e) {
-      // Unmarked (the disk filled meanwhile), replay makes it again and it fails again the same way:
-      // the user is told why it failed, not that the marker could not be written.
-      if (atomic && index !== undefined) await this.#journal!.append({ op: 'failed', index }).catch((m: unknown) => debug('journal: %s', (m as Error).message));
-      throw e;
+      error = e;
+    } finally {
+      this.#loadTouches = null;
+    }
+    after?.();
+    if (error === undefined || children === undefined) return { entry: { rec: r, fp }, error };
+    // A refused rmdir of a tagged directory has unlinked its inherited files (unpopulate_dir).
+    const left = this.#children(children.dir);
+    const dir = ino(children.dir);
+    const unlinked = [...children.names].flatMap(([name, k]): Entry[] =>
+      left.has(name) ? [] : [{ rec: { op: 'unlink', path: `${children.dir}/${name}` }, fp: { creates: [], touches: [k], walks: [...fp.walks, ...(dir === undefined ? [] : [dir])] } }],
+    );
+    return { entry: { rec: r, fp }, error, unlinked };
+  }
+
+  /** The inode keys of p and everything under it (depth levels down), symlinks not followed. */
+  #subtreeOf(p: string, depth = Infinity): string[] {
+    const out: string[] = [];
+    const visit = (q: string, d: number): void => {
+      let st: VfsStat;
+      try {
+        st = this.bpffs.getattr(q);
+      } catch {
+        return;
+      }
+      out.push(`i${st.ino}`);
+      if (d > 0 && (st.mode & S_IFMT) === S_IFDIR) for (const n of this.bpffs.readdir(q)) visit(q === '/' ? `/${n}` : `${q}/${n}`, d - 1);
+    };
+    visit(p, depth);
+    return out;
+  }
+
+  /** A directory's entries and their inode keys (none if it is not one). */
+  #children(p: string): Map<string, string> {
+    const out = new Map<string, string>();
+    try {
+      for (const n of this.bpffs.readdir(p)) out.set(n, `i${this.bpffs.getattr(`${p}/${n}`).ino}`);
+    } catch {
+      // not a directory (the rmdir fails before touching anything)
+    }
+    return out;
+  }
+
+  /**
+   * Compacts the journal once the records or bytes since the last compaction reach the limits (or
+   * the last snapshot's size, if larger, so each compaction's cost is paid for by as many records
+   * as it rewrites), one at a time. At start this is awaited; after an operation it runs behind it.
+   */
+  #compactSoon(): Promise<void> {
+    const j = this.#journal;
+    if (j === null || this.#compacting !== null) return this.#compacting ?? Promise.resolve();
+    const lim = this.#opts.compact ?? compactLimits();
+    if (j.tail.records < Math.max(lim.records, j.snapshot.records) && j.tail.bytes < Math.max(lim.bytes, j.snapshot.bytes)) return Promise.resolve();
+    this.#compacting = this.compact()
+      .then(() => undefined, (e: unknown) => debug('journal: compaction failed, the journal goes on as it was: %s', (e as Error).message))
+      .finally(() => {
+        this.#compacting = null;
+      });
+    return this.#compacting;
+  }
+
+  /**
+   * Rewrites the journal as the records needed to rebuild the state as it is (state/compact.ts),
+   * in one atomic replace. Skipped (false) while an operation is between its record and its outcome.
+   */
+  async compact(): Promise<boolean> {
+    if (this.#journal === null) return false;
+    const before = this.#entries.size;
+    const done = await this.#journal.compact(() => {
+      if (this.#inFlight > 0) return null;
+      const entries = [...this.#entries].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
+      const live = new Set(this.#subtreeOf('/'));
+      const kept = prune(entries, (k) => (k.startsWith('i') ? live.has(k) : this.#objectAlive(k)));
+      // Later operations take later sequence numbers, so these stay before them.
+      this.#entries = new Map(kept.map((e, i) => [i, e]));
+      return kept.map((e) => e.rec);
+    });
+    if (done) debug('journal compacted: %d records of %d kept', this.#entries.size, before);
+    return done;
+  }
+
+  #objectAlive(key: string): boolean {
+    const m = /^o(prog|map|link)(\d+)$/.exec(key);
+    if (m === null) return false;
+    try {
+      this.kernel.getById(m[1] as ObjectKind, Number(m[2])).close();
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -400,6 +672,10 @@ export class Engine implements VfsBackend {
         return this.bpffs.symlink(rec.target, rec.path);
       case 'chmod':
         return this.bpffs.chmod(rec.path, rec.mode);
+      case 'chown':
+        return this.bpffs.chown(rec.path, rec.uid, rec.gid);
+      case 'utimens':
+        return this.bpffs.utimens(rec.path, new Date(rec.atime), new Date(rec.mtime));
       case 'iterPin':
         return this.#iterPin(rec.filename, rec.source, rec.pinPath, rec.opts);
       case 'progLoadAll':
@@ -481,12 +757,21 @@ export class Engine implements VfsBackend {
     for (const [i, rec] of records.entries()) {
       if (failed.has(i) || rec.op === 'failed') continue;
       if (rec.ids !== undefined) this.#seek(rec.ids);
+      let error: unknown;
       try {
-        await this.#make(rec);
+        // A journal written before paths were checked (or by hand) may name what no file name holds.
+        for (const p of recordPaths(rec)) pathText(p, `${rec.op}: the path`);
+        const t = await this.#track(rec, () => this.#make(rec));
+        error = t.error;
+        for (const e of error === undefined ? [t.entry] : (t.unlinked ?? [])) this.#entries.set(this.#seq++, e);
       } catch (e) {
-        // It failed when it was first made too, or the host changed (a cgroup gone): report, go on.
-        this.replay.failed.push(`${rec.op}: ${(e as Error).message}`);
-        debug('journal: record %d (%s) failed on replay: %s', i + 1, rec.op, (e as Error).message);
+        error = e;
+      }
+      if (error !== undefined) {
+        // The host changed (a cgroup gone), or it failed when first made (a journal from before
+        // refusals were marked): report it; the next compaction leaves it out, as it changed nothing.
+        this.replay.failed.push(`${rec.op}: ${(error as Error).message}`);
+        debug('journal: record %d (%s) failed on replay: %s', i + 1, rec.op, (error as Error).message);
       }
     }
     debug('journal replayed: %d records, %d failed', records.length, this.replay.failed.length);
@@ -753,7 +1038,11 @@ export class Engine implements VfsBackend {
 
   async #load(filename: string, source: string): Promise<Collection> {
     // libbpf pins `pinning: 'by_name'` maps under its pin root: here, the mount's root.
-    return loadCollection(this.kernel, { source, filename }, { pins: this.bpffs.mapPins('/') });
+    const coll = await loadCollection(this.kernel, { source, filename }, { pins: this.bpffs.mapPins('/') });
+    // A by_name map it reused (made before it started) is one its record needs.
+    const t = this.#loadTouches;
+    if (t !== null) for (const h of coll.maps.values()) if (h.object.id < t.from) t.into.push(`omap${h.object.id}`);
+    return coll;
   }
 
   #mkdirp(dir: string): void {
@@ -794,6 +1083,7 @@ function isFuseHidden(p: string): boolean {
 
 /** The object file's text, read by the daemon (the CLI resolves the path). */
 async function readObjectFile(objectFile: string): Promise<string> {
+  pathText(objectFile, 'the object file');
   if (!path.isAbsolute(objectFile)) throw bpfError('EINVAL', `${objectFile}: the object file's path must be absolute (the CLI resolves it)`);
   try {
     return await readFile(objectFile, 'utf8');

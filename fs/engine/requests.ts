@@ -33,9 +33,26 @@ export const ATTACH_MODES: Readonly<Record<string, number>> = { multi: BPF_F_ALL
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
+/** A UTF-16 surrogate without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * A path as a file name can hold it: EINVAL for a NUL (it ends the name the VFS sees, so the entry
+ * made could be neither named nor removed) or a lone UTF-16 surrogate (JSON carries one, but it has
+ * no UTF-8 bytes: the name listed would be U+FFFD's, not the one stored). '/' is the separator, so
+ * these are the only characters no name may hold.
+ */
+export function pathText<T>(p: T, what = 'path'): T {
+  if (typeof p !== 'string') return p;
+  if (p.includes('\0')) throw bpfError('EINVAL', `${what} ${JSON.stringify(p)} holds a NUL byte, which no file name may`);
+  if (LONE_SURROGATE.test(p)) throw bpfError('EINVAL', `${what} ${JSON.stringify(p)} holds a lone UTF-16 surrogate, which has no UTF-8 bytes`);
+  return p;
+}
+
 /** A path inside the mount as the daemon names it: absolute, normalised, no `..` (EINVAL otherwise). */
 export function mountPath(p: unknown, what = 'path'): string {
   if (typeof p !== 'string' || !p.startsWith('/')) throw bpfError('EINVAL', `${what} must be an absolute path inside the mount`);
+  pathText(p, what);
   if (p.split('/').some((c) => c === '..' || c === '.') || (p !== '/' && (p.endsWith('/') || p.includes('//')))) {
     throw bpfError('EINVAL', `${what} '${p}' is not a plain path inside the mount (no '.', '..' or empty components)`);
   }
@@ -118,6 +135,7 @@ export function mapSpec(x: unknown): MapSpec {
  */
 export function cgroupPath(p: unknown, sourceMount: string): string {
   if (typeof p !== 'string' || !p.startsWith('/')) throw bpfError('EINVAL', 'a cgroup is an absolute path');
+  pathText(p, 'cgroup');
   if (p.split('/').includes('..')) throw bpfError('EINVAL', `cgroup '${p}' leaves the cgroup hierarchy ('..')`);
   const norm = path.posix.normalize(p).replace(/(.)\/$/, '$1');
   if (norm === sourceMount) return '/';

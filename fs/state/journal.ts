@@ -20,7 +20,7 @@
  * what the journal's whole records before the damage restore, and goes on journalling.
  */
 import { constants } from 'node:fs';
-import { open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, truncate, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { bpfError, fromSystemError } from '../../uapi';
 
@@ -45,6 +45,9 @@ export type JournalRecord = (
   | { op: 'link'; existing: string; path: string }
   | { op: 'symlink'; target: string; path: string }
   | { op: 'chmod'; path: string; mode: number }
+  | { op: 'chown'; path: string; uid: number; gid: number }
+  /** Times in ms since the epoch. */
+  | { op: 'utimens'; path: string; atime: number; mtime: number }
   | { op: 'iterPin'; filename: string; source: string; pinPath: string; opts: { order?: string; cgroup?: string } }
   | { op: 'progLoadAll'; filename: string; source: string; dir: string }
   | { op: 'iterPinProg'; prog: Ref; pinPath: string; opts: { order?: string; cgroup?: string } }
@@ -89,6 +92,8 @@ const FIELDS: Readonly<Record<JournalRecord['op'], Readonly<Record<string, (x: u
   link: { existing: STR, path: STR },
   symlink: { target: STR, path: STR },
   chmod: { path: STR, mode: INT },
+  chown: { path: STR, uid: INT, gid: INT },
+  utimens: { path: STR, atime: INT, mtime: INT },
   iterPin: { filename: STR, source: STR, pinPath: STR, opts: OBJ },
   progLoadAll: { filename: STR, source: STR, dir: STR },
   iterPinProg: { prog: REF, pinPath: STR, opts: OBJ },
@@ -103,6 +108,47 @@ const FIELDS: Readonly<Record<JournalRecord['op'], Readonly<Record<string, (x: u
   cgroupDetach: { cgroup: STR, attachType: STR, prog: REF },
   failed: { index: INT },
 };
+
+/**
+ * The strings of a record that name files or cgroups (paths in the mount, symlink targets, object
+ * files, cgroup paths), which replay refuses when no file name could hold them.
+ */
+export function recordPaths(rec: JournalRecord): string[] {
+  const ref = (r: Ref): string[] => ('pinned' in r ? [r.pinned] : []);
+  const opts = (o: { order?: string; cgroup?: string }): string[] => Object.values(o).filter((v): v is string => typeof v === 'string');
+  switch (rec.op) {
+    case 'rename':
+      return [rec.from, rec.to];
+    case 'link':
+      return [rec.existing, rec.path];
+    case 'symlink':
+      return [rec.target, rec.path];
+    case 'iterPin':
+      return [rec.filename, rec.pinPath, ...opts(rec.opts)];
+    case 'progLoadAll':
+      return [rec.filename, rec.dir];
+    case 'iterPinProg':
+      return [...ref(rec.prog), rec.pinPath, ...opts(rec.opts)];
+    case 'progLoad':
+      return [rec.filename, rec.path];
+    case 'objPin':
+      return [...ref(rec.ref), rec.path];
+    case 'mapUpdate':
+    case 'mapDelete':
+      return [...ref(rec.map), ...('cgroup' in rec.key ? [rec.key.cgroup] : [])];
+    case 'linkUpdate':
+      return [...ref(rec.link), ...ref(rec.prog)];
+    case 'linkDetach':
+      return ref(rec.link);
+    case 'cgroupAttach':
+    case 'cgroupDetach':
+      return [rec.cgroup, ...ref(rec.prog)];
+    case 'failed':
+      return [];
+    default:
+      return [rec.path];
+  }
+}
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -127,68 +173,128 @@ export function recordProblem(rec: unknown, index: number): string | undefined {
   return undefined;
 }
 
+/** How many bytes load() reads at a time: a journal is streamed, never read as one string. */
+const CHUNK = 1 << 20;
+
 export class Journal {
   readonly file: string;
   #fd: FileHandle | null = null;
-  /** The last append queued: the next one starts when it has ended. */
+  /** The last append (or compaction) queued: the next one starts when it has ended. */
   #tail: Promise<unknown> = Promise.resolve();
   /** Records in the file: the index the next one gets. */
   #count = 0;
   /** Bytes of whole records in the file: where the next one is written, and what a failed write is cut back to. */
   #size = 0;
+  /** Records and bytes the last compaction wrote (0 until one has): what the tail is measured against. */
+  snapshot = { records: 0, bytes: 0 };
+  /** Records and bytes since the last compaction (all of them until one has). */
+  tail = { records: 0, bytes: 0 };
 
   constructor(stateDir: string) {
     this.file = path.join(stateDir, 'journal.jsonl');
   }
 
   /**
-   * The records written so far. A torn last record (a write the daemon was killed in) is cut off.
-   * A damaged line elsewhere (one that does not parse or is not a record this journal writes) ends
-   * the replay before it, as a database's log replay does: what is restored is what the state was
-   * at that point, never a state with a hole in it. The whole file is first kept aside, so nothing
-   * is lost that someone could still read. A journal that cannot be read at all is moved aside, and
-   * the daemon starts with nothing restored and journals into a new one.
+   * The records written so far, read a chunk at a time and parsed a line at a time (a journal may be
+   * larger than the longest string V8 makes). A torn last record (a write the daemon was killed in)
+   * is cut off. A damaged line elsewhere (one that does not parse or is not a record this journal
+   * writes) ends the replay before it, as a database's log replay does: what is restored is what
+   * the state was at that point, never a state with a hole in it. The whole file is first kept
+   * aside, so nothing is lost that someone could still read. A journal that cannot be read at all
+   * is moved aside, and the daemon starts with nothing restored and journals into a new one.
    */
   async load(): Promise<JournalLoad> {
-    let text: string;
+    // A compaction killed before its rename leaves its temporary file: the journal is the old one.
+    await rm(`${this.file}.tmp`, { force: true }).catch(() => undefined);
+    let fd: FileHandle;
     try {
-      text = await readFile(this.file, 'utf8');
+      // Not through a symlink (ELOOP): the state directory's journal is its own file. A directory
+      // opens, and fails its first read below.
+      fd = await open(this.file, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: [] };
       return { records: [], damaged: await this.#setAside(`cannot read ${this.file} (${(e as NodeJS.ErrnoException).code}): nothing was restored`) };
     }
     const records: JournalRecord[] = [];
-    const lines = text.split('\n');
-    const last = lines.length - 1; // lines[last] is what follows the last newline: '' unless torn
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line === '') continue;
-      let rec: unknown;
-      let problem: string | undefined;
-      try {
-        rec = JSON.parse(line);
-        problem = recordProblem(rec, records.length);
-      } catch {
-        problem = 'not JSON';
-      }
-      if (problem === undefined) {
+    /** Where the whole records end: what the file is cut back to when a torn one follows. */
+    let good = 0;
+    let lineNo = 0;
+    let problem: { line: number; why: string; torn: boolean } | undefined;
+    let lostNewline = false;
+    try {
+      const buf = Buffer.alloc(CHUNK);
+      let pending: Buffer[] = [];
+      let pendingLen = 0;
+      let offset = 0;
+      const take = (line: Buffer, torn: boolean): void => {
+        lineNo++;
+        if (problem !== undefined) return;
+        if (line.length === 0) {
+          if (!torn) good += 1;
+          return;
+        }
+        let rec: unknown;
+        let why: string | undefined;
+        try {
+          rec = JSON.parse(line.toString('utf8'));
+          why = recordProblem(rec, records.length);
+        } catch {
+          why = 'not JSON';
+        }
+        if (why !== undefined) {
+          problem = { line: lineNo, why, torn };
+          return;
+        }
         records.push(rec as JournalRecord);
-        continue;
+        good += line.length + (torn ? 0 : 1);
+        lostNewline = torn;
+      };
+      for (;;) {
+        let n: number;
+        try {
+          ({ bytesRead: n } = await fd.read(buf, 0, CHUNK, offset));
+        } catch (e) {
+          await fd.close().catch(() => undefined);
+          return { records: [], damaged: await this.#setAside(`cannot read ${this.file} (${(e as NodeJS.ErrnoException).code}): nothing was restored`) };
+        }
+        if (n === 0) break;
+        offset += n;
+        let from = 0;
+        for (let nl = buf.indexOf(10, 0); nl !== -1 && nl < n; nl = buf.indexOf(10, from)) {
+          const piece = Buffer.from(buf.subarray(from, nl));
+          take(pendingLen === 0 ? piece : Buffer.concat([...pending, piece]), false);
+          pending = [];
+          pendingLen = 0;
+          from = nl + 1;
+        }
+        if (from < n) {
+          pending.push(Buffer.from(buf.subarray(from, n)));
+          pendingLen += n - from;
+        }
       }
-      if (i === last) {
-        await this.#rewrite(records);
-        return { records, damaged: `${this.file}:${i + 1}: a torn last record (a write the daemon was stopped in) was cut` };
-      }
-      const dropped = lines.slice(i).filter((l) => l !== '').length;
-      const why = `${this.file}:${i + 1}: ${problem}; the replay stopped there: ${records.length} record(s) restored, ${dropped} line(s) from there on not replayed`;
+      // What follows the last newline: a record whose newline was not written, or a torn one.
+      if (pendingLen > 0) take(Buffer.concat(pending), true);
+    } finally {
+      await fd.close().catch(() => undefined);
+    }
+    this.#count = records.length;
+    this.tail = { records: records.length, bytes: good };
+    if (problem?.torn === true) {
+      await this.#cut(good);
+      return { records, damaged: `${this.file}:${problem.line}: a torn last record (a write the daemon was stopped in) was cut` };
+    }
+    if (problem !== undefined) {
+      const dropped = await countLines(this.file, problem.line);
+      const why = `${this.file}:${problem.line}: ${problem.why}; the replay stopped there: ${records.length} record(s) restored, ${dropped} line(s) from there on not replayed`;
       const damaged = await this.#setAside(why);
       await this.#rewrite(records);
       return { records, damaged };
     }
     // A last record whose newline was not written is whole: end it, or the next one would join it.
-    if (lines[last] !== '') await this.#rewrite(records);
-    this.#count = records.length;
-    this.#size = Buffer.byteLength(lines[last] === '' ? text : text + '\n');
+    if (lostNewline) {
+      await this.#cut(good);
+      await this.#write(Buffer.from('\n'));
+    }
     return { records };
   }
 
@@ -202,17 +308,48 @@ export class Journal {
     // One at a time: each write goes at the size the previous one left, and a record's index is its
     // line, so two appends in flight at once (a FUSE mkdir beside a CLI map update) would write over
     // each other.
-    const done = this.#tail.then(() => this.#append(rec));
+    return this.#queue(async () => {
+      const buf = Buffer.from(JSON.stringify(rec) + '\n');
+      await this.#write(buf);
+      this.tail.records++;
+      this.tail.bytes += buf.length;
+      return this.#count++;
+    });
+  }
+
+  /**
+   * Replaces the journal with these records, the state as it is, written whole to a temporary
+   * file, flushed, renamed over the journal and the directory flushed: a kill at any point leaves
+   * either the old journal or the new one, each whole. `records` is asked for when the compaction's
+   * turn comes, after every append queued before it, so nothing acknowledged is left out; it returns
+   * null to leave the journal as it is (an operation between its record and its outcome). The
+   * indices of later records start over after the snapshot's.
+   */
+  compact(records: () => JournalRecord[] | null): Promise<boolean> {
+    return this.#queue(async () => {
+      const recs = records();
+      if (recs === null) return false;
+      try {
+        await this.#rewrite(recs);
+      } catch (e) {
+        throw fromSystemError(e, `compacting the journal ${this.file}`);
+      }
+      return true;
+    });
+  }
+
+  #queue<R>(fn: () => Promise<R>): Promise<R> {
+    const done = this.#tail.then(fn);
     this.#tail = done.catch(() => undefined);
     return done;
   }
 
-  async #append(rec: JournalRecord): Promise<number> {
-    const buf = Buffer.from(JSON.stringify(rec) + '\n');
+  /** Writes bytes at the end of the whole records and flushes them, or cuts them back off and throws. */
+  async #write(buf: Buffer): Promise<void> {
     try {
       if (this.#fd === null) {
         // Not O_APPEND: Linux ignores the position of a write to an O_APPEND file.
-        this.#fd = await open(this.file, constants.O_WRONLY | constants.O_CREAT, 0o600);
+        this.#fd = await open(this.file, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
         this.#size = (await this.#fd.stat()).size;
       }
       const fd = this.#fd;
@@ -225,11 +362,17 @@ export class Journal {
         throw e;
       }
       this.#size += buf.length;
-      return this.#count++;
     } catch (e) {
       const err = fromSystemError(e, `writing the journal ${this.file}`);
       throw err.code === 'ENOSPC' ? bpfError('ENOSPC', `the state directory is full: ${this.file} cannot record this change, so it was not made`) : err;
     }
+  }
+
+  /** Cuts the file back to its whole records (a torn one after them goes). */
+  async #cut(size: number): Promise<void> {
+    await this.close();
+    await truncate(this.file, size);
+    this.#size = size;
   }
 
   async close(): Promise<void> {
@@ -237,14 +380,46 @@ export class Journal {
     this.#fd = null;
   }
 
-  /** Writes exactly these records (replacing the file at once), and appends after them. */
+  /**
+   * Writes exactly these records in place of the file: a temporary file written a record at a time
+   * (never one string), flushed, renamed over the journal, then the directory flushed so the rename
+   * itself survives a power cut. Appends go on after them.
+   */
   async #rewrite(records: JournalRecord[]): Promise<void> {
-    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
     const tmp = `${this.file}.tmp`;
-    await writeFile(tmp, text, { mode: 0o600 });
+    const out = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    let size = 0;
+    try {
+      let batch: string[] = [];
+      let batchLen = 0;
+      const flush = async (): Promise<void> => {
+        const buf = Buffer.from(batch.join(''));
+        for (let done = 0; done < buf.length; ) done += (await out.write(buf, done, buf.length - done, size + done)).bytesWritten;
+        size += buf.length;
+        batch = [];
+        batchLen = 0;
+      };
+      for (const r of records) {
+        const text = JSON.stringify(r) + '\n';
+        batch.push(text);
+        batchLen += text.length;
+        if (batchLen >= CHUNK) await flush();
+      }
+      await flush();
+      await out.datasync();
+    } catch (e) {
+      await out.close().catch(() => undefined);
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
+    }
+    await out.close();
+    await this.close();
     await rename(tmp, this.file);
+    await fsyncDir(path.dirname(this.file));
     this.#count = records.length;
-    this.#size = Buffer.byteLength(text);
+    this.#size = size;
+    this.snapshot = { records: records.length, bytes: size };
+    this.tail = { records: 0, bytes: 0 };
   }
 
   /** Moves the journal aside (kept for whoever wants to look at it); `why`, and where it went. */
@@ -257,4 +432,41 @@ export class Journal {
       return `${why}; it cannot be moved aside either (${(e as NodeJS.ErrnoException).code}): changes cannot be journalled until it is`;
     }
   }
+}
+
+/** Flushes a directory, so a rename in it is on disk. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+}
+
+/** The non-blank lines of a file from line `from` (1-based) on, streamed: how much a damaged replay leaves out. */
+async function countLines(file: string, from: number): Promise<number> {
+  const fd = await open(file, constants.O_RDONLY);
+  const buf = Buffer.alloc(CHUNK);
+  let line = 1;
+  let count = 0;
+  let blank = true;
+  try {
+    for (let offset = 0; ; ) {
+      const { bytesRead: n } = await fd.read(buf, 0, CHUNK, offset);
+      if (n === 0) break;
+      offset += n;
+      for (let i = 0; i < n; i++) {
+        if (buf[i] === 10) {
+          if (line >= from && !blank) count++;
+          line++;
+          blank = true;
+        } else blank = false;
+      }
+    }
+    if (line >= from && !blank) count++;
+  } finally {
+    await fd.close();
+  }
+  return count;
 }
