@@ -28,6 +28,8 @@ import {
   createMap,
   loadCollection,
   mapDumpJson,
+  jsonEntrySize,
+  ReplyBudget,
   verify,
   type BpfMap,
   type BpfObject,
@@ -43,6 +45,7 @@ import { simPreset } from './sim-preset';
 import { Journal, recordPaths, type IdCursors, type JournalRecord } from '../state/journal';
 import { prune, type Entry, type Footprint } from '../state/compact';
 import { attachMode, cgroupPath, dataBytes, hexBytes, mapSpec, mountPath, objRef, pathText, toHex, updateFlags, type ObjRef } from './requests';
+import { MAX_REPLY_BYTES } from './rpc';
 
 const debug = createDebug('vbpffs:fs');
 
@@ -264,7 +267,8 @@ export class Engine implements VfsBackend {
     await this.#apply({ op: 'chown', path: p, uid, gid }, true);
   }
   async utimens(p: string, atime: Date, mtime: Date): Promise<void> {
-    await this.#apply({ op: 'utimens', path: p, atime: atime.getTime(), mtime: mtime.getTime() }, true);
+    // fuse-native passes ms since the epoch as numbers, whatever VfsBackend's type says.
+    await this.#apply({ op: 'utimens', path: p, atime: Math.trunc(Number(atime)), mtime: Math.trunc(Number(mtime)) }, true);
   }
   async open(p: string, flags: number): Promise<number> {
     const file = this.bpffs.open(p, flags);
@@ -828,6 +832,8 @@ export class Engine implements VfsBackend {
   mapLookup(ref: unknown, key: unknown): JsonMapEntry & { cgroup?: string } {
     return this.#with(this.#object<BpfMap>('map', objRef(ref, 'map')), (m) => {
       const k = this.#key(m, key);
+      // Before the value is copied: one value may be as large as an array may be (1 GiB).
+      if (jsonEntrySize(m.keySize, m.valueSize) > MAX_REPLY_BYTES) throw bpfError('E2BIG', `map ${m.id}'s ${m.valueSize}-byte value is over the ${MAX_REPLY_BYTES} bytes a reply may hold`);
       return this.#entry(m, k, m.lookupElem(this.#keyValue(k)));
     });
   }
@@ -1021,9 +1027,14 @@ export class Engine implements VfsBackend {
     return this.#with(this.#object<T>(kind, objRef(ref, kind)), (o) => [o]);
   }
 
-  /** `vbpffs map dump MAP`: bpftool's JSON dump. */
+  /**
+   * `vbpffs map dump MAP`: bpftool's JSON dump, E2BIG past MAX_REPLY_BYTES (bpftool streams its
+   * dump; the control protocol's one reply line cannot, and building it unbounded killed the engine).
+   */
   mapDump(ref: unknown): unknown {
-    return this.#with(this.#object<BpfMap>('map', typeof ref === 'number' ? { id: ref } : objRef(ref, 'map')), (m) => mapDumpJson(m));
+    return this.#with(this.#object<BpfMap>('map', typeof ref === 'number' ? { id: ref } : objRef(ref, 'map')), (m) =>
+      mapDumpJson(m, new ReplyBudget(MAX_REPLY_BYTES, `map ${m.id}'s dump (${m.typeName}, ${m.maxEntries} entries of ${m.keySize}+${m.valueSize} bytes)`)),
+    );
   }
 
   status(): EngineStatus {

@@ -15,10 +15,25 @@ export const ENGINE_METHODS = [
 ] as const;
 export type EngineMethod = (typeof ENGINE_METHODS)[number];
 
+/**
+ * The largest reply the engine builds (its JSON size): a reply crosses the thread boundary as a
+ * structured clone and the control socket as one JSON line, and is held whole on both threads and
+ * in the CLI on the way. A dump past it is E2BIG; bigger maps are read element by element (`map
+ * getnext`, `map lookup`), as bpftool itself walks them.
+ */
+export const MAX_REPLY_BYTES = 16 * 1024 * 1024;
+
 export interface CallMessage {
   id: number;
   method: EngineMethod;
   args: unknown[];
+}
+
+/** The worker's first message: its engine is up (with what its start replayed), or why not. */
+export interface ReadyMessage {
+  ready: boolean;
+  error?: { code: string; message: string };
+  replay?: { records: number; failed: number };
 }
 
 export type ReplyMessage = { id: number; value: unknown } | { id: number; error: { code: string; message: string } };

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineOptions } from './engine';
-import { ENGINE_METHODS, errorReply, type CallMessage } from './rpc';
+import { ENGINE_METHODS, errorReply, type CallMessage, type ReadyMessage } from './rpc';
 
 const allowed = new Set<string>(ENGINE_METHODS);
 
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
         (e: unknown) => port.postMessage(errorReply(msg.id, e)),
       );
   });
-  port.postMessage({ ready: true });
+  port.postMessage({ ready: true, replay: { records: engine.replay.records, failed: engine.replay.failed.length } } satisfies ReadyMessage);
 }
 
 void main();

@@ -15,8 +15,11 @@ import type { JsonValue, SchemaType, ValueSchema } from './schema';
 /** The first line pair of every pinned map file (map_seq_show on SEQ_START_TOKEN). */
 export const BPFFS_MAP_HEADER = '# WARNING!! The output is for debug purpose only\n# WARNING!! The output format will change\n';
 
-/** Every key and a copy of its value, in get_next_key order (what `bpftool map dump` walks). */
-export function* mapEntries(map: BpfMap): Generator<[Uint8Array, Uint8Array]> {
+/**
+ * Every key and a copy of its value, in get_next_key order (what `bpftool map dump` walks). `admit`
+ * sees each key before its value is copied, so a caller bounding what it builds can stop first.
+ */
+export function* mapEntries(map: BpfMap, admit?: (key: Uint8Array) => void): Generator<[Uint8Array, Uint8Array]> {
   let key: unknown = null;
   for (;;) {
     let next: Uint8Array;
@@ -26,6 +29,7 @@ export function* mapEntries(map: BpfMap): Generator<[Uint8Array, Uint8Array]> {
       if (isBpfError(e, 'ENOENT')) return;
       throw e;
     }
+    admit?.(next);
     // An element deleted between get_next_key and lookup is skipped, as bpftool does.
     try {
       yield [next, map.lookupElem(next)];
@@ -74,19 +78,61 @@ export interface JsonMapEntry {
   formatted?: { key?: JsonValue; value: JsonValue };
 }
 
-const hexJson = (bytes: Uint8Array): string[] => Array.from(bytes, (b) => `0x${b.toString(16).padStart(2, '0')}`);
+/** "0x00" to "0xff", made once: a dump's arrays share them rather than hold a new string per byte. */
+const HEX = Array.from({ length: 256 }, (_, b) => `0x${b.toString(16).padStart(2, '0')}`);
+export const hexJson = (bytes: Uint8Array): string[] => Array.from(bytes, (b) => HEX[b]!);
 
-/** `bpftool map dump -j`: raw bytes as "0x.." strings, plus "formatted" when the map has BTF. */
-export function mapDumpJson(map: BpfMap): JsonMapEntry[] {
-  const out: JsonMapEntry[] = [];
-  for (const [key, value] of mapEntries(map)) {
-    const entry: JsonMapEntry = { key: hexJson(key), value: hexJson(value) };
-    if (map.valueSchema !== undefined) {
-      entry.formatted = { value: map.valueSchema.toJson(value) };
-      if (map.keySchema !== undefined) entry.formatted = { key: map.keySchema.toJson(key), ...entry.formatted };
-    }
-    out.push(entry);
+/** The JSON size of hexJson of n bytes: 6 characters each, n - 1 commas and the brackets. */
+export const hexJsonSize = (n: number): number => (n === 0 ? 2 : 7 * n + 1);
+
+/** `{"key":,"value":}` and the comma after an entry: what a JSON entry costs besides its arrays. */
+const ENTRY_JSON_SIZE = 20;
+
+/**
+ * A bound on the JSON size of a reply, charged piece by piece before each piece is built: a dump
+ * past it fails with E2BIG having built at most the bound, instead of building the map's size many
+ * times over (each byte is a 4-character string in an array) until the heap runs out.
+ */
+export class ReplyBudget {
+  readonly limit: number;
+  readonly #what: string;
+  #left: number;
+
+  constructor(limit: number, what: string) {
+    this.limit = limit;
+    this.#what = what;
+    this.#left = limit;
   }
+
+  charge(bytes: number): void {
+    this.#left -= bytes;
+    if (this.#left < 0) throw bpfError('E2BIG', `${this.#what} is over the ${this.limit} bytes a reply may hold`);
+  }
+}
+
+/** The size of a map entry's JSON with its hex arrays, before anything is built. */
+export const jsonEntrySize = (keySize: number, valueSize: number): number => ENTRY_JSON_SIZE + hexJsonSize(keySize) + hexJsonSize(valueSize);
+
+/** One entry of `bpftool map dump -j`; with a budget, the formatted part is charged once made. */
+export function mapEntryJson(map: BpfMap, key: Uint8Array, value: Uint8Array, budget?: ReplyBudget): JsonMapEntry {
+  const entry: JsonMapEntry = { key: hexJson(key), value: hexJson(value) };
+  if (map.valueSchema !== undefined) {
+    entry.formatted = { value: map.valueSchema.toJson(value) };
+    if (map.keySchema !== undefined) entry.formatted = { key: map.keySchema.toJson(key), ...entry.formatted };
+    // Its size is not known before it is made, but it is a few characters per byte at most.
+    budget?.charge(JSON.stringify(entry.formatted).length + 14);
+  }
+  return entry;
+}
+
+/**
+ * `bpftool map dump -j`: raw bytes as "0x.." strings, plus "formatted" when the map has BTF. With a
+ * budget, each entry is charged before its value is even copied (E2BIG past it).
+ */
+export function mapDumpJson(map: BpfMap, budget?: ReplyBudget): JsonMapEntry[] {
+  const out: JsonMapEntry[] = [];
+  const admit = budget === undefined ? undefined : (key: Uint8Array): void => budget.charge(jsonEntrySize(key.length, map.valueSize));
+  for (const [key, value] of mapEntries(map, admit)) out.push(mapEntryJson(map, key, value, budget));
   return out;
 }
 
