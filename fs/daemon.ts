@@ -51,7 +51,7 @@ export async function isMountPoint(dir: string): Promise<boolean> {
  */
 async function claimMountPoint(mountPoint: string, stateDir: string, root: string): Promise<void> {
   // Under another state directory, a live daemon of this mount point is found in the registry.
-  const other = (await listMounts(root)).find((m) => m.mountPoint === mountPoint && m.alive && m.pid !== process.pid);
+  const other = (await listMounts(root)).find((m) => m.mountPoint === mountPoint && m.alive && m.stateDir !== stateDir);
   if (other !== undefined) throw bpfError('EBUSY', `${mountPoint} is already mounted by vbpffs (pid ${other.pid}); vbpffs umount ${mountPoint} first`);
   const info = await readInfo(stateDir);
   const alive = info !== undefined && info.pid !== process.pid && (await isAlive(info.pid));

@@ -65,12 +65,12 @@ export async function startControlServer(socketPath: string, handle: ControlHand
   const idleMs = opts.idleMs ?? CONTROL_IDLE_MS;
   const max = opts.maxConnections ?? MAX_CONTROL_CONNECTIONS;
   const conns = new Set<Conn>();
-  // The clean refusals (a reply line, then the end) are sent to sockets the cap no longer counts:
-  // one that never reads is destroyed soon after, so those cannot pile up either.
+  // A clean refusal is a reply line, then the descriptor closed as soon as the line is written: the
+  // peer still reads it (queued to it already), and refused sockets cannot pile up past the cap.
   const refuse = (sock: net.Socket, code: string, message: string, retry: boolean): void => {
     sock.on('error', () => sock.destroy());
     sock.end(`${JSON.stringify({ error: { code, message: `${code}: ${message}`, ...(retry ? { retry } : {}) } })}\n`);
-    setTimeout(() => sock.destroy(), 1000).unref();
+    sock.destroySoon();
   };
   const drop = (c: Conn): void => {
     if (c.timer !== null) clearTimeout(c.timer);
