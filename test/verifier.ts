@@ -521,3 +521,38 @@ t.test('rule helper-not-allowed: exported functions, class fields and static blo
   only(t, log, [any, any, load, any, load, any, any, any]);
   t.match(log, [/:4:30:/, /:5:34:/, /:6:20:/, /:6:20:/, /:6:60:/, /:6:60:/, /:7:39:/, /:9:36:/]);
 });
+
+t.test('rule forbidden-properties: every binding and pattern form, assignment patterns included, is checked', async (t) => {
+  // Each form reads `constructor` (or another climbing name) without writing `.constructor`.
+  const forms: [string, string][] = [
+    ['an assignment pattern', 'let C: any; ({ constructor: C } = ctx.cgroup); return C ? 0 : 1;'],
+    ['a shorthand assignment pattern', 'let constructor: any; ({ constructor } = ctx.cgroup); return constructor ? 0 : 1;'],
+    ['a nested assignment pattern', 'let C: any; [{ constructor: C }] = [ctx.cgroup]; return C ? 0 : 1;'],
+    ['a for-of head pattern', 'let C: any; for ({ constructor: C } of [ctx.cgroup]) {} return C ? 0 : 1;'],
+    ['a for-in head pattern', 'let C: any; for ({ prototype: C } in { a: 1 }) {} return C ? 0 : 1;'],
+    ['a pattern with a default', 'let C: any; ({ __proto__: C = 1 } = ctx.cgroup); return C ? 0 : 1;'],
+    ['a parameter pattern', 'const f = ({ constructor: C }: any) => C; return f(ctx.cgroup) ? 0 : 1;'],
+    ['a catch binding', 'try { throw ctx.cgroup; } catch ({ constructor: C }) { return C ? 0 : 1; } return 0;'],
+    ['a for-of declaration', 'for (const { caller: C } of [ctx.cgroup]) return C ? 0 : 1; return 0;'],
+    ['an object method key', 'const o = { prototype() { return 1; } }; return o ? 0 : 1;'],
+    ['a class member', 'class A { static caller = 1; } return A ? 0 : 1;'],
+    ['a getter key', 'const o = { get callee() { return 1; } }; return o ? 0 : 1;'],
+  ];
+  for (const [what, body] of forms) {
+    const log = rejected(t, view(body));
+    t.ok(log.some((l) => /leads to constructors or prototypes|sets an object's prototype/.test(l)), `${what} is rejected:\n${log.join('\n')}`);
+  }
+});
+
+t.test('rule computed-keys: a computed key in a literal or pattern follows the element-access rule', async (t) => {
+  const forms: [string, string][] = [
+    ['a computed key built at run time in an assignment pattern', "let C: any; const k = 'constr'; ({ [k + 'uctor']: C } = ctx.cgroup); return C ? 0 : 1;"],
+    ['a parameter as a computed key in a declaration pattern', 'const f = (k: string): unknown => { const { [k]: v } = ctx.cgroup; return v; }; return f(\'x\') ? 0 : 1;'],
+    ['a computed key in an object literal', "const k = 'a' + 'b'; const o = { [k]: 1 }; return o ? 0 : 1;"],
+  ];
+  for (const [what, body] of forms) {
+    const log = rejected(t, view(body));
+    t.ok(log.some((l) => /computed key .* is neither a literal nor provably a number/.test(l)), `${what} is rejected:\n${log.join('\n')}`);
+  }
+  accepted(t, view('const o = { [Symbol.iterator]: 1, [2 + 3]: 2 }; let a = 0; ({ [1]: a } = [0, 1]); return o && a ? 0 : 1;'));
+});

@@ -25,11 +25,14 @@
  *   constructor, __proto__, prototype, __defineGetter__ and friends, getPrototypeOf, setPrototypeOf,
  *   caller, callee, V8's stack trace API (prepareStackTrace, captureStackTrace, stackTraceLimit) and
  *   RegExp's legacy statics (input, lastMatch, lastParen, leftContext, rightContext, $_ $& $+ $` $'
- *   $1..$9); as `x.name`, a destructuring `{ name }`, an object literal's `__proto__:`, and any string
+ *   $1..$9); as `x.name`, a destructuring `{ name }` (declarations, parameters, catch bindings,
+ *   for-in/of heads), a key of an object literal or class member (in an assignment pattern such as
+ *   `({ name: x } = y)` a key reads the property), an object literal's `__proto__:`, and any string
  *   literal (or template without substitutions) equal to one of them anywhere in the file, whatever
  *   it is used for (`x['name']`, an argument, a value): a string is how code names a property
  *   without writing `.name`.
- * - A computed member access `x[k]` needs a key that is a literal or provably a number: a numeric
+ * - A computed member access `x[k]`, and a computed key in a literal, class or pattern (`{ [k]: v }`,
+ *   but for a well-known symbol such as `[Symbol.iterator]`), needs a key that is a literal or provably a number: a numeric
  *   literal, arithmetic (`- * / % ** | & ^ << >> >>>`, unary `- + ~`, `++`/`--`), `+` of two
  *   numbers, a conditional of two numbers, or a variable every declaration of which has a numeric
  *   initializer and every write to which (`=`, compound assignments, destructuring, for-in/of) is
@@ -179,13 +182,16 @@ export class HostRules {
         return this.elementKey((n as ts.ElementAccessExpression).argumentExpression);
       case ts.SyntaxKind.BindingElement:
         return this.bindingElement(n as ts.BindingElement);
-      case ts.SyntaxKind.PropertyAssignment: {
-        const name = (n as ts.PropertyAssignment).name;
-        if (ts.isObjectLiteralExpression(n.parent) && ts.isIdentifier(name) && name.text === '__proto__') {
-          this.reject(name, '`__proto__:` sets an object\'s prototype');
-        }
-        return;
-      }
+      case ts.SyntaxKind.PropertyAssignment:
+      case ts.SyntaxKind.ShorthandPropertyAssignment:
+      case ts.SyntaxKind.MethodDeclaration:
+      case ts.SyntaxKind.PropertyDeclaration:
+      case ts.SyntaxKind.GetAccessor:
+      case ts.SyntaxKind.SetAccessor:
+        // Every key an object literal or class can name. In an assignment pattern
+        // (`({ constructor: C } = x)`, `for ({ constructor } of xs)`) a key reads that property, so
+        // keys follow the member-access rules wherever they appear.
+        return this.memberKey((n as ts.ObjectLiteralElementLike | ts.ClassElement).name);
     }
   }
 
@@ -227,6 +233,25 @@ export class HostRules {
     if (OBJECT_REFLECTIVE.has(member)) this.reject(p, `Object.${member} reads or writes properties by a computed name`);
   }
 
+  /** A key of an object literal or class member: a forbidden name, or a computed key that is not safe. */
+  memberKey(name: ts.PropertyName | undefined): void {
+    if (name === undefined) return;
+    if (ts.isComputedPropertyName(name)) return this.computedKey(name.expression);
+    if (ts.isIdentifier(name) || ts.isPrivateIdentifier(name)) {
+      if (name.text === '__proto__') this.reject(name, '`__proto__:` sets an object\'s prototype');
+      else if (FORBIDDEN_PROPERTIES.has(name.text)) this.reject(name, `property '${name.text}' leads to constructors or prototypes`);
+    }
+    // A string literal key is checked as every string literal is (node()).
+  }
+
+  /** A computed key in a literal or pattern: the element-access rule, or a well-known symbol (`[Symbol.iterator]`). */
+  computedKey(e: ts.Expression): void {
+    const k = unwrap(e);
+    if (ts.isPropertyAccessExpression(k) && ts.isIdentifier(k.expression) && k.expression.text === 'Symbol' &&
+      declaredSymbol(this.checker, k.expression) === undefined) return;
+    this.elementKey(e);
+  }
+
   propertyName(name: ts.MemberName): void {
     if (FORBIDDEN_PROPERTIES.has(name.text)) this.reject(name, `property '${name.text}' leads to constructors or prototypes`);
   }
@@ -242,7 +267,7 @@ export class HostRules {
   bindingElement(b: ts.BindingElement): void {
     if (!ts.isObjectBindingPattern(b.parent)) return;
     const prop = b.propertyName ?? b.name;
-    if (ts.isComputedPropertyName(prop)) return this.elementKey(prop.expression);
+    if (ts.isComputedPropertyName(prop)) return this.computedKey(prop.expression);
     if (ts.isIdentifier(prop) && FORBIDDEN_PROPERTIES.has(prop.text)) {
       this.reject(prop, `property '${prop.text}' leads to constructors or prototypes`);
     }
