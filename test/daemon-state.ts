@@ -252,7 +252,13 @@ t.test('a command that timed out says it may still be carried out, and how to ch
     const d = env.daemon(mnt);
     t.equal(await d.settled, 'mounted');
     process.kill(d.pid, 'SIGSTOP');
-    t.teardown(() => void process.kill(d.pid, 'SIGCONT'));
+    t.teardown(() => {
+      try {
+        process.kill(d.pid, 'SIGCONT');
+      } catch {
+        // Gone already.
+      }
+    });
     const cliJs = path.join(buildJs(), 'dist', 'fs', 'cli.js');
     const cmd = start(process.execPath, [cliJs, 'map', 'create', path.join(mnt, 'm'), 'type', 'hash', 'key', '4', 'value', '4', 'entries', '4', 'name', 'late'], {
       VBPFFS_STATE_ROOT: env.root,
