@@ -16,6 +16,8 @@ export interface TaskResolver {
 export interface KernelOptions {
   cgroups?: CgroupResolver;
   tasks?: TaskResolver;
+  /** The memory maps may hold, bytes (the memory cgroup's limit the kernel charges them to). */
+  mapMemLimit?: number;
 }
 
 export class Kernel {
@@ -30,10 +32,19 @@ export class Kernel {
   };
   cgroups: CgroupResolver | undefined;
   tasks: TaskResolver | undefined;
+  readonly mapMemLimit: number;
 
   constructor(opts: KernelOptions = {}) {
     this.cgroups = opts.cgroups;
     this.tasks = opts.tasks;
+    this.mapMemLimit = opts.mapMemLimit ?? Infinity;
+  }
+
+  /** What the live maps hold, by their memUsage (bpftool's memlock). */
+  mapMemory(): number {
+    let sum = 0;
+    for (const m of this.mapIdr.list()) sum += (m as BpfObject & { memUsage(): number }).memUsage();
+    return sum;
   }
 
   private table(kind: ObjectKind): IdTable<BpfObject> {

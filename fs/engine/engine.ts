@@ -8,6 +8,7 @@
  * over the control socket (load and pin programs and iterators, show objects, dump maps, status).
  */
 import { readFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import path from 'node:path';
 import createDebug from 'debug';
 import { bpfError, isBpfError, S_IFDIR, S_IFLNK, S_IFMT, BpfCgroupIterOrder, BpfMapType, BPF_F_ALLOW_MULTI, BPF_F_QUERY_EFFECTIVE, BPF_EXIST, BPF_NOEXIST, ERRNO, cgroupAttachTypeName, errnoName } from '../../uapi';
@@ -68,7 +69,17 @@ export interface EngineOptions {
    * (`RECORDS,BYTES`), else 10,000 records or 64 MiB.
    */
   compact?: { records: number; bytes: number };
+  /** The memory the mount's maps may hold, bytes (default MAP_MEM_LIMIT). */
+  mapMemLimit?: number;
 }
+
+/**
+ * The maps of one mount hold at most this much, as a memory cgroup's limit bounds what the kernel
+ * charges maps to: 2 GiB, or a quarter of the host's memory on a smaller one. Map values live in
+ * the daemon's memory (outside the engine's heap limit), so without it `map create` could take the
+ * host's memory one array of 1 GiB at a time.
+ */
+export const MAP_MEM_LIMIT = Math.min(2 ** 31, Math.floor(totalmem() / 4));
 
 /** VBPFFS_JOURNAL_COMPACT=RECORDS,BYTES, or the defaults. */
 function compactLimits(): { records: number; bytes: number } {
@@ -165,7 +176,7 @@ export class Engine implements VfsBackend {
   private constructor(source: CgroupSource, opts: EngineOptions) {
     this.source = source;
     this.#opts = opts;
-    this.kernel = new Kernel({ cgroups: source.hierarchy });
+    this.kernel = new Kernel({ cgroups: source.hierarchy, mapMemLimit: opts.mapMemLimit ?? MAP_MEM_LIMIT });
     this.bpffs = new Bpffs({ kernel: this.kernel, source, mirror: opts.mirror ?? 'auto', mountPoint: opts.mountPoint, rootMode: opts.rootMode });
     this.#journal = opts.stateDir === undefined ? null : new Journal(opts.stateDir);
   }

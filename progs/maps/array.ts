@@ -56,6 +56,13 @@ function arrayMapAllocCheck(spec: MapSpec): void {
   }
 }
 
+/** array_map_mem_usage's formula, for a map or the spec of one to be made. */
+function arrayMemUsage(spec: { maxEntries: number; valueSize: number; flags?: number }): number {
+  const data = spec.maxEntries * roundUp(spec.valueSize, 8);
+  if ((spec.flags ?? 0) & BPF_F_MMAPABLE) return roundUp(BPF_ARRAY_SIZE, PAGE_SIZE) + roundUp(data, PAGE_SIZE);
+  return BPF_ARRAY_SIZE + data;
+}
+
 export class ArrayMap extends BpfMap implements ProgMapAccess {
   /** round_up(value_size, 8): the stride between values. */
   readonly elemSize: number;
@@ -120,9 +127,7 @@ export class ArrayMap extends BpfMap implements ProgMapAccess {
 
   /** array_map_mem_usage: the whole array, allocated up front. */
   memUsage(): number {
-    const data = this.maxEntries * this.elemSize;
-    if (this.flags & BPF_F_MMAPABLE) return roundUp(BPF_ARRAY_SIZE, PAGE_SIZE) + roundUp(data, PAGE_SIZE);
-    return BPF_ARRAY_SIZE + data;
+    return arrayMemUsage(this);
   }
 
   /** array_map_update_elem: flag check, then bounds (E2BIG), then BPF_NOEXIST (EEXIST), then the lock. */
@@ -161,6 +166,7 @@ export class ArrayMap extends BpfMap implements ProgMapAccess {
 export const arrayMapOps: MapOps = {
   allocCheck: arrayMapAllocCheck,
   alloc: (kernel, spec) => new ArrayMap(kernel, spec),
+  allocSize: arrayMemUsage,
   // array_map_check_btf: a keyed array's key type must be a 32-bit int.
   checkBtf(spec) {
     if (spec.btf?.key === undefined || !spec.btf.key.isInt32()) throw bpfError('EINVAL', 'an array key type must be a 32-bit int');

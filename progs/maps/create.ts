@@ -95,5 +95,11 @@ export function createMap<T extends BpfMap = BpfMap>(kernel: Kernel, spec: MapSp
   ops.allocCheck(spec);
   bpfObjNameCpy(spec.name ?? '');
   mapCheckBtf(spec, ops);
+  // bpf_map_area_alloc charges the memory cgroup: past its limit the allocation, and so the
+  // creation, fails. Charged before anything is allocated, so a refused map takes no id.
+  const size = ops.allocSize?.(spec) ?? 0;
+  if (size > 0 && kernel.mapMemory() + size > kernel.mapMemLimit) {
+    throw bpfError('ENOMEM', `a map of ${size} bytes would take the maps' memory past its limit of ${kernel.mapMemLimit} bytes (${kernel.mapMemory()} in use)`);
+  }
   return new Handle(ops.alloc(kernel, spec) as T);
 }

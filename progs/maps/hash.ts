@@ -87,6 +87,16 @@ function keyId(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1');
 }
 
+/** htab_map_mem_usage's formula, for a map or the spec of one to be made (with no elements). */
+function htabMemUsage(spec: { keySize: number; valueSize: number; maxEntries: number; flags?: number }, count: number): number {
+  const elemSize = HTAB_ELEM_SIZE + roundUp8(spec.keySize) + roundUp8(spec.valueSize);
+  const buckets = roundupPowOfTwo(Math.max(1, spec.maxEntries));
+  const base = HTAB_SIZE + BUCKET_SIZE * buckets;
+  // Preallocated maps hold max_entries elements (+1 extra per CPU) whatever they contain.
+  if (((spec.flags ?? 0) & BPF_F_NO_PREALLOC) === 0) return base + elemSize * (spec.maxEntries + 1) + 8;
+  return base + (elemSize + 8) * count;
+}
+
 export class HashMap extends BpfMap implements ProgMapAccess {
   readonly #elems = new Map<string, HtabElem>();
   #first: HtabElem | null = null;
@@ -157,12 +167,7 @@ export class HashMap extends BpfMap implements ProgMapAccess {
 
   /** htab_map_mem_usage's formula with vbpffs' struct sizes and one possible CPU. */
   memUsage(): number {
-    const elemSize = HTAB_ELEM_SIZE + roundUp8(this.keySize) + roundUp8(this.valueSize);
-    const buckets = roundupPowOfTwo(Math.max(1, this.maxEntries));
-    const base = HTAB_SIZE + BUCKET_SIZE * buckets;
-    // Preallocated maps hold max_entries elements (+1 extra per CPU) whatever they contain.
-    if (this.prealloc) return base + elemSize * (this.maxEntries + 1) + 8;
-    return base + (elemSize + 8) * this.#elems.size;
+    return htabMemUsage(this, this.#elems.size);
   }
 
   /** htab_map_update_elem, shared by the syscall and the helper: 0 or a negative errno. */
@@ -226,4 +231,5 @@ export class HashMap extends BpfMap implements ProgMapAccess {
 export const hashMapOps: MapOps = {
   allocCheck: htabMapAllocCheck,
   alloc: (kernel, spec) => new HashMap(kernel, spec),
+  allocSize: (spec) => htabMemUsage(spec, 0),
 };

@@ -115,6 +115,11 @@ export interface MapOps {
    * type that has it may be created with a value type and no key type (it then decides).
    */
   checkBtf?(spec: MapSpec): void;
+  /**
+   * What map_alloc allocates up front, as the type's memUsage would count it for the empty map: the
+   * kernel charges it to the creator's memory cgroup, and creation fails with ENOMEM past its limit.
+   */
+  allocSize?(spec: MapSpec): number;
 }
 
 /**
