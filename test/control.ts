@@ -79,6 +79,8 @@ t.test('registry: one directory per mount point, listed with whether its daemon 
   t.equal(statSync(path.join(stateDir, 'info.json')).mode & 0o777, 0o600);
   await removeInfo(stateDir);
   t.equal(await readInfo(stateDir), undefined);
+  await writeFile(path.join(stateDirFor('/mnt/dead', root), 'info.json'), '{"mountPoint": "/mnt/de');
+  t.equal(await readInfo(stateDirFor('/mnt/dead', root)), undefined, 'a torn info file is as if absent');
   t.same(await listMounts(path.join(root, 'nope')), []);
 });
 

@@ -90,7 +90,7 @@ t.test('privilege boundaries', async (t) => {
       modes[path.relative(m.stateRoot, p) || '.'] = ((await stat(p)).mode & 0o7777).toString(8);
     }
     const dir = path.relative(m.stateRoot, path.dirname(sock));
-    t.same(modes, { '.': '700', [dir]: '700', [`${dir}/control.sock`]: '600', [`${dir}/info.json`]: '600' }, 'no state file or directory is open to others');
+    t.same(modes, { '.': '700', [dir]: '700', [`${dir}/control.sock`]: '600', [`${dir}/info.json`]: '600', [`${dir}/lock`]: '600' }, 'no state file or directory is open to others');
   });
 
   t.test('without --allow-other the mount is its daemon user\'s alone: others get EACCES', { skip }, async (t) => {

@@ -35,9 +35,12 @@ const CHECK: Readonly<Record<string, string>> = {
   shutdown: 'vbpffs status',
 };
 
-function timedOut(socketPath: string, method: string, timeoutMs: number, sent: boolean): BpfError {
+/**
+ * A Unix socket's connect() and a short write complete at once or fail at once (an error, not a
+ * timeout), so a request that timed out reached the daemon.
+ */
+function timedOut(socketPath: string, method: string, timeoutMs: number): BpfError {
   const what = `the daemon at ${socketPath} did not answer ${method} in ${timeoutMs / 1000} s`;
-  if (!sent) return bpfError('ETIMEDOUT', `${what}: the request was not sent, so nothing was done`);
   const check = CHECK[method];
   if (check === undefined) return bpfError('ETIMEDOUT', `${what} (a read: it changed nothing)`);
   return bpfError('ETIMEDOUT', `${what}: the request was sent and may still be carried out; check with ${check} before trying again`);
@@ -48,10 +51,9 @@ function exchange<T>(socketPath: string, method: string, line: string, timeoutMs
   return new Promise((resolve, reject) => {
     const conn = net.connect(socketPath);
     let buf = '';
-    let sent = false;
     const timer = setTimeout(() => {
       conn.destroy();
-      reject(timedOut(socketPath, method, shownMs, sent));
+      reject(timedOut(socketPath, method, shownMs));
     }, timeoutMs);
     conn.setEncoding('utf8');
     conn.on('error', (e: NodeJS.ErrnoException) => {
@@ -71,7 +73,7 @@ function exchange<T>(socketPath: string, method: string, line: string, timeoutMs
       if (reply.error.retry === true) resolve({ retry: err });
       else reject(err);
     });
-    conn.write(line, () => (sent = true));
+    conn.write(line);
   });
 }
 
