@@ -4,7 +4,7 @@
  * - a program, a map whose type cannot show its elements, a link that is not an iterator:
  *   bpffs_obj_fops, whose open is EIO;
  * - a map that can (bpf_map_support_seq_show): bpffs_map_fops, the WARNING header then one line
- *   per element, made at the first read as seq_read starts the walk there;
+ *   per element, each made when a read reaches it, as seq_read walks;
  * - an iterator link: bpf_iter_fops, one new session per open. A cgroup_view session is given the
  *   cgroup of the directory the file was opened in (its tag); with no tag, or a tag whose cgroup is
  *   removed, the file reads as empty and the program does not run.
@@ -14,7 +14,7 @@
  * release. Reads are taken in turn (seq_file's mutex).
  */
 import { bpfError } from '../../uapi';
-import { bpffsMapShow, mapSupportsSeqShow, type BpfMap } from '../../progs';
+import { bpffsMapShowLines, mapSupportsSeqShow, type BpfMap } from '../../progs';
 import type { KernfsNode } from '../../tags';
 import type { DirInode, ObjInode, SuperBlock } from './inode';
 import { isIterLink, type IterSession } from './iter-link';
@@ -63,22 +63,41 @@ abstract class PinFile implements OpenFile {
   protected close(): void {}
 }
 
-/** A buffer served in order: the map dump, or nothing. */
+const encoder = new TextEncoder();
+
+/**
+ * Text served in order as reads ask for it: the map dump, or nothing. Its pieces are made as reads
+ * reach them (seq_file's walk), so a file holds one piece at a time, not the whole text.
+ */
 class TextFile extends PinFile {
-  readonly #make: () => Uint8Array;
-  #text: Uint8Array | null = null;
+  readonly #make: () => Iterable<string>;
+  #pieces: Iterator<string> | null = null;
+  #piece: Uint8Array = EMPTY;
   #pos = 0;
 
-  constructor(inode: ObjInode, make: () => Uint8Array) {
+  constructor(inode: ObjInode, make: () => Iterable<string>) {
     super(inode);
     this.#make = make;
   }
 
   protected override async readNext(size: number): Promise<Uint8Array> {
-    this.#text ??= this.#make();
-    const out = this.#text.subarray(this.#pos, this.#pos + size);
-    this.#pos += out.length;
-    return out;
+    this.#pieces ??= this.#make()[Symbol.iterator]();
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    while (n < size) {
+      if (this.#pos === this.#piece.length) {
+        const next = this.#pieces.next();
+        if (next.done === true) break;
+        this.#piece = encoder.encode(next.value);
+        this.#pos = 0;
+        continue;
+      }
+      const out = this.#piece.subarray(this.#pos, this.#pos + size - n);
+      this.#pos += out.length;
+      parts.push(out);
+      n += out.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 }
 
@@ -126,12 +145,12 @@ class ViewFile extends IterFile {
 export function bpffsOpen(sb: SuperBlock, dir: DirInode, inode: ObjInode): OpenFile {
   const obj = inode.obj;
   if (obj.kind === 'map' && mapSupportsSeqShow(obj as BpfMap)) {
-    return new TextFile(inode, () => new TextEncoder().encode(bpffsMapShow(obj as BpfMap)));
+    return new TextFile(inode, () => bpffsMapShowLines(obj as BpfMap));
   }
   if (!isIterLink(obj)) throw bpfError('EIO', `a pinned ${obj.kind} cannot be read`);
   if (obj.target !== 'cgroup_view') return new IterFile(inode, obj.open({ source: sb.source }));
   // cgroup_view_seq_start: no tag, or a cgroup that cannot be held, reads as empty.
   const cgroup = dir.tag?.node;
-  if (cgroup === undefined || cgroup.dying) return new TextFile(inode, () => EMPTY);
+  if (cgroup === undefined || cgroup.dying) return new TextFile(inode, () => []);
   return new ViewFile(inode, obj.open({ cgroup, source: sb.source }), cgroup);
 }

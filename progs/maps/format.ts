@@ -148,14 +148,25 @@ export function mapSupportsSeqShow(map: BpfMap): boolean {
 }
 
 /**
- * The whole text of a pinned map file. EIO where the kernel's open gives EIO: a map without a value
- * type, or a type without map_seq_show_elem (local storage, which cannot even enumerate its keys).
+ * The text of a pinned map file in the pieces map_seq_show makes: the header, then one line per
+ * element, each made when a read comes to it (the map's current state then, as seq_file walks), so
+ * a file holds one element's text at a time: at most 4 characters a byte of a value, which its
+ * value type bounds to 4 MiB. Made whole, the text of an array of 1,000 values of 1 MiB outgrew
+ * the engine's heap. EIO
+ * where the kernel's open gives EIO: a map without a value type, or a type without
+ * map_seq_show_elem (local storage, which cannot even enumerate its keys).
  */
-export function bpffsMapShow(map: BpfMap): string {
+export function bpffsMapShowLines(map: BpfMap): Iterable<string> {
   if (!mapSupportsSeqShow(map)) throw bpfError('EIO', `${map.typeName} map ${map.id} cannot be shown as text`);
-  let out = BPFFS_MAP_HEADER;
-  for (const [key, value] of mapEntries(map)) out += mapSeqShowElem(map, key, value);
-  return out;
+  return (function* (): Generator<string> {
+    yield BPFFS_MAP_HEADER;
+    for (const [key, value] of mapEntries(map)) yield mapSeqShowElem(map, key, value);
+  })();
+}
+
+/** The whole text of a pinned map file (bpffsMapShowLines joined). */
+export function bpffsMapShow(map: BpfMap): string {
+  return [...bpffsMapShowLines(map)].join('');
 }
 
 /** map_seq_show_elem of hash, array and cgroup storage: `key: value\n`. */
