@@ -122,7 +122,7 @@ export class EngineClient implements VfsBackend {
   readonly #maxCrashes: number;
   /** The live engine thread; null while it restarts or after stop. */
   #worker: Worker | null;
-  /** Bumped with every new engine thread: a file handle belongs to the generation that opened it. */
+  /** Bumped at every engine death: a file handle belongs to the generation that opened it. */
   #generation = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #watchdog: NodeJS.Timeout;
@@ -252,6 +252,9 @@ export class EngineClient implements VfsBackend {
   #exited(worker: Worker, reason: string): void {
     if (worker !== this.#worker || this.#stopping) return;
     this.#worker = null;
+    // Now, not once the new engine is up: a read made meanwhile waits for that engine, and must not
+    // reach it with a handle number the dead one gave out (the new one may have given it to another).
+    this.#generation++;
     this.#failPending(bpfError('EIO', `the engine died (${reason}) before answering; it is being restarted`));
     this.#restarting = deferred();
     this.#restartLoop = this.#restart(reason);
@@ -281,7 +284,6 @@ export class EngineClient implements VfsBackend {
           await worker.terminate();
           return;
         }
-        this.#generation++;
         this.restarts++;
         this.#worker = worker;
         this.#attach(worker);
