@@ -43,13 +43,15 @@ export type SeqErrPtr = typeof SEQ_ERR_PTR;
  *   in_stop) or failed (SEQ_ERR_PTR). It may throw the in-stop program's fault.
  * - show: runs the program for v: 0 shown, > 0 skipped (seq_num reused), < 0 a -errno; throws a
  *   BpfError when the program faults.
+ * stop and show may return promises: a program runs off the reading thread (BpfProg.runAsync), so
+ * a run that V8 cannot interrupt fails its own read at its deadline and holds no other reader.
  * - prepare: the I/O show(v) will need (interface files), done first; undefined when there is none.
  */
 export interface BpfIterSeqOps<T, P> {
   start(it: IterSession<P>): T | null;
   next(it: IterSession<P>, v: T): T | null;
-  stop(it: IterSession<P>, v: T | null | SeqErrPtr): void;
-  show(it: IterSession<P>, v: T): number;
+  stop(it: IterSession<P>, v: T | null | SeqErrPtr): void | Promise<void>;
+  show(it: IterSession<P>, v: T): number | Promise<number>;
   prepare?(it: IterSession<P>, v: T): Promise<void> | undefined;
 }
 
@@ -218,20 +220,20 @@ export class IterSession<P = unknown> {
    * extra ctx. null when this is the end-of-iteration call (inStop) and it was already made
    * (done_stop). Returns the program's return value; throws EIO when it faults.
    */
-  runProg(fields: { cgroup: KernfsNode | null }, inStop = false): number | null {
+  async runProg(fields: { cgroup: KernfsNode | null }, inStop = false): Promise<number | null> {
     if (inStop && this.doneStop) return null;
     const files = fields.cgroup !== null && this.#files?.cgroup === fields.cgroup ? this.#files.files : undefined;
     this.#files = null;
     const ctx = { ...this.extraCtx, meta: { seq: this.seq, sessionId: this.sessionId, seqNum: this.seqNum }, ...fields, files };
-    return this.prog.run(ctx);
+    return this.prog.runAsync(ctx);
   }
 
   /**
    * The show of a target whose program's return value means what bpf_iter_run_prog says: "0 : okay,
    * 1 : retry the same object" (-EAGAIN).
    */
-  showRetry(fields: { cgroup: KernfsNode | null }): number {
-    return this.runProg(fields) === 0 ? 0 : -ERRNO.EAGAIN;
+  async showRetry(fields: { cgroup: KernfsNode | null }): Promise<number> {
+    return (await this.runProg(fields)) === 0 ? 0 : -ERRNO.EAGAIN;
   }
 
   /** @internal bpfSeqRead's view of the target's operations. */
@@ -250,7 +252,7 @@ async function show<P>(it: IterSession<P>, v: unknown): Promise<number | BpfErro
   const pending = it.ops.prepare?.(it, v);
   if (pending !== undefined) await pending;
   try {
-    const r = it.ops.show(it, v);
+    const r = await it.ops.show(it, v);
     return r < 0 ? errnoError(r, `iterator session ${it.sessionId}: show failed`) : r;
   } catch (e) {
     return fromSystemError(e, `iterator session ${it.sessionId}: show`);
@@ -292,7 +294,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
   try {
     p = ops.start(it);
   } catch (e) {
-    ops.stop(it, SEQ_ERR_PTR);
+    await ops.stop(it, SEQ_ERR_PTR);
     seq.count = 0;
     throw e;
   }
@@ -304,7 +306,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
       it.seqNum--;
       seq.count = 0;
     } else if (r instanceof BpfError || seq.overflowed) {
-      ops.stop(it, p);
+      await ops.stop(it, p);
       seq.count = 0;
       throw r instanceof BpfError ? r : e2big(it);
     }
@@ -318,7 +320,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
       if (seq.count >= size) break;
       if (numObjs >= it.maxObjects) {
         if (offs === 0) {
-          ops.stop(it, p);
+          await ops.stop(it, p);
           throw bpfError('EAGAIN', `iterator session ${it.sessionId}: ${numObjs} objects visited and nothing to show yet`);
         }
         break;
@@ -330,7 +332,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
       } else if (r instanceof BpfError || seq.overflowed) {
         seq.count = offs;
         if (offs === 0) {
-          ops.stop(it, p);
+          await ops.stop(it, p);
           throw r instanceof BpfError ? r : e2big(it);
         }
         break;
@@ -342,7 +344,7 @@ export async function bpfSeqRead<P>(it: IterSession<P>, size: number): Promise<U
   const offs = seq.count;
   let fault: BpfError | null = null;
   try {
-    ops.stop(it, p);
+    await ops.stop(it, p);
   } catch (e) {
     fault = fromSystemError(e, `iterator session ${it.sessionId}: stop`);
   }

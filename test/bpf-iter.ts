@@ -56,10 +56,10 @@ const listInfo: BpfIterSeqInfo<ListAux, ListPriv, KernfsNode> = {
       it.seq.index++;
       return it.priv.list[++it.priv.i] ?? null;
     },
-    stop(it, v) {
+    async stop(it, v) {
       it.priv.stops.push(v === null || v === SEQ_ERR_PTR ? v : v.name);
       // bpf_map_seq_stop: "if (!v) (void)__bpf_map_seq_show(seq, v, true)"
-      if (v === null) it.runProg({ cgroup: null }, true);
+      if (v === null) await it.runProg({ cgroup: null }, true);
     },
     show(it, v) {
       return it.priv.fail.get(v) ?? (it.priv.skip.has(v) ? 1 : it.showRetry({ cgroup: v }));

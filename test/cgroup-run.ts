@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { BPF_F_ALLOW_MULTI, BpfAttachType, ERRNO } from '../uapi';
-import { bpfCgRunCtx, cgroupBpfAttach, cgroupBpfRunFilter } from '../progs';
+import { abandonedRunsEnded, bpfCgRunCtx, cgroupBpfAttach, cgroupBpfRunFilter, cgroupBpfRunFilterAsync } from '../progs';
 import { counterWorld } from './harness/cgroup-progs';
 import { load, world } from './harness/progs';
 
@@ -90,4 +90,27 @@ export const p = SEC('cgroup/skb', (ctx) => {
   const u64 = (k: number): bigint => new DataView(c.map('seen').lookupElem(k).buffer).getBigUint64(0, true);
   t.equal(u64(0), 99n);
   t.equal(u64(1), BigInt(child.id), 'the cgroup of the packet, not the one the program is attached to');
+});
+
+t.test('the asynchronous fire gives the synchronous one\'s result; a program V8 cannot interrupt is a fault at its deadline', async (t) => {
+  const w = world();
+  const c = load(w.kernel, RETS);
+  const a = w.mkdir(w.root, 'a');
+  cgroupBpfAttach(w.kernel, a, EGRESS, c.program('e3'), { flags: MULTI });
+  cgroupBpfAttach(w.kernel, a, EGRESS, c.program('e2'), { flags: MULTI });
+  const seen: [string, number][] = [];
+  const r = await cgroupBpfRunFilterAsync(w.kernel, a, 'egress', {}, (p, ret) => seen.push([p.name, ret]));
+  t.same(r, cgroupBpfRunFilter(w.kernel, a, 'egress'));
+  t.same(seen, [['e3', 3], ['e2', 2]], 'each program\'s own return, in order');
+  t.same(await cgroupBpfRunFilterAsync(w.kernel, w.root, 'egress'), { retval: 0, flags: 0, runs: 0, faults: 0, lastFault: undefined });
+  const big = load(w.kernel, `import { SEC } from 'vbpffs/bpf';
+export const big = SEC('cgroup_skb/egress', (ctx) => ((3n ** 30000000n) * (3n ** 30000000n) > 0n ? 1 : 0));
+`, { limits: { deadlineMs: 50 } }, 'big.ts');
+  const b = w.mkdir(w.root, 'b');
+  cgroupBpfAttach(w.kernel, b, EGRESS, big.program('big'), { flags: MULTI });
+  const t0 = performance.now();
+  const rb = await cgroupBpfRunFilterAsync(w.kernel, b, 'egress');
+  t.match(rb, { retval: -ERRNO.EPERM, runs: 1, faults: 1, lastFault: { code: 'EIO', message: /ended from outside/ } }, 'fails closed');
+  t.ok(performance.now() - t0 < 1500, 'at its deadline plus the margin');
+  t.ok(await abandonedRunsEnded(120_000));
 });

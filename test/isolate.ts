@@ -1,6 +1,6 @@
 import t from 'tap';
 import { BpfMapType, ERRNO, isBpfError } from '../uapi';
-import { BpfProg, type ArrayMap, type CgrpStorageMap, type HashMap, type TaskStorageMap } from '../progs';
+import { BpfProg, abandonedRunsEnded, type ArrayMap, type CgrpStorageMap, type HashMap, type TaskStorageMap } from '../progs';
 import { Task } from '../tags';
 import { iterCtx, load, loadUnverified, world } from './harness/progs';
 
@@ -93,24 +93,14 @@ export const good = SEC('cgroup_view', (ctx) => { runs++; bpf_seq_printf(ctx.met
   c.close();
 });
 
-t.test('a nested run (a program started from inside another\'s helper) is refused with EBUSY', async (t) => {
+t.test('a synchronous run beside an asynchronous one of the same object is refused with EBUSY (bpf_prog_active)', async (t) => {
   const w = world();
-  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => { return bpf_seq_printf(ctx.meta.seq, 'x') === 0 ? 0 : 1; });`);
+  const c = load(w.kernel, IMPORTS + `export const p = SEC('cgroup_view', (ctx) => { let x = 0; for (let i = 0; i < 2e6; i++) x += i; return x > 0 ? 0 : 1; });`);
   const p = c.program('p');
-  let inner: unknown;
-  const sink = {
-    write: () => {
-      try {
-        p.run(iterCtx(w.root).ctx);
-      } catch (e) {
-        inner = e;
-      }
-      return true;
-    },
-    room: () => 100,
-  };
-  t.equal(p.run({ meta: { seq: sink, sessionId: 1n, seqNum: 0n }, cgroup: w.root }), 0);
-  t.match(inner, { code: 'EBUSY', message: /nested run refused/ });
+  const pending = p.runAsync(iterCtx(w.root).ctx);
+  t.match(runError(() => p.run(iterCtx(w.root).ctx)), { code: 'EBUSY', message: /another program of this object is running/ });
+  t.equal(await pending, 0, 'the asynchronous run is not disturbed');
+  t.equal(p.run(iterCtx(w.root).ctx), 0, 'once it is over, a synchronous run goes');
   c.close();
 });
 
@@ -302,7 +292,7 @@ t.test('the runtime re-checks what the verifier checks: an unverified program ge
   const w = world();
   const c = loadUnverified(w.kernel, `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
 export const p = SEC('cgroup_view', (ctx) => {
-  const g = (0, eval)('this');
+  const g = globalThis as any;
   bpf_seq_printf(ctx.meta.seq, '%s %s %s', typeof g.process, typeof g.require, typeof g.__vbpffs_host);
   return 0;
 });`);
@@ -337,5 +327,168 @@ export const egress = SEC('cgroup_skb/egress', (ctx) => {
   t.equal(c.program('egress').run({ cgroup: w.root, sk, len: 100, protocol: 8 }), 1, 'the skb program saw n = 2, added 10, deleted it');
   t.equal(c.program('egress').run({ cgroup: w.root, sk, len: 100, protocol: 8 }), 0, 'gone after the delete');
   t.equal(c.program('egress').run({ cgroup: w.root, sk: null, len: 100, protocol: 8 }), 0, 'a skb without a socket');
+  c.close();
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The sandbox by construction: what the runtime withstands with no verifier in front of it.
+
+const HOSTILE_IMPORTS = `import { SEC, map, bpf_seq_printf, bpf_cgrp_storage_get, bpf_task_storage_get, bpf_get_current_task,
+  vbpffs_cgroup_id, vbpffs_cgroup_name, BPF_MAP_TYPE_CGRP_STORAGE, BPF_MAP_TYPE_TASK_STORAGE, BPF_F_NO_PREALLOC,
+  BPF_LOCAL_STORAGE_GET_F_CREATE } from 'vbpffs/bpf';
+export const st = map({ type: BPF_MAP_TYPE_CGRP_STORAGE, flags: BPF_F_NO_PREALLOC, key: 'u32', value: { n: 'u64' } });
+export const ts = map({ type: BPF_MAP_TYPE_TASK_STORAGE, flags: BPF_F_NO_PREALLOC, key: 'u32', value: { n: 'u64' } });
+`;
+
+t.test('rule opaque-handles: nothing reachable from a handle makes another; forgeries and copies name no cgroup', async (t) => {
+  const w = world();
+  const a = w.mkdir(w.root, 'a');
+  const b = w.mkdir(w.root, 'b');
+  // Every way a program might get at a handle's maker, each then used to make handles of ids 1..4
+  // and write storage through them; each attempt prints how many of its handles a helper accepted.
+  const c = loadUnverified(w.kernel, HOSTILE_IMPORTS + `
+const attempts: Record<string, (cg: any) => any[]> = {
+  dotConstructor: (cg) => [1, 2, 3, 4].map((id) => { try { return new cg.constructor(id); } catch { return null; } }),
+  assignmentPattern: (cg) => { let C: any; ({ constructor: C } = cg); return [1, 2, 3, 4].map((id) => { try { return new C(id); } catch { return null; } }); },
+  prototypeClimb: (cg) => { const P = Object.getPrototypeOf(cg); return [1, 2, 3, 4].map((id) => { try { return new P.constructor(id); } catch { return Object.create(P); } }); },
+  spreadCopy: (cg) => [{ ...cg }, Object.assign(Object.create(Object.getPrototypeOf(cg)), cg)],
+  lookAlike: () => [{ id: 1 }, { id: 2, level: 0, name: '' }],
+  structured: (cg) => [JSON.parse(JSON.stringify(cg))],
+};
+export const p = SEC('cgroup_view', (ctx: any) => {
+  for (const name of Object.keys(attempts)) {
+    let accepted = 0;
+    for (const h of attempts[name]!(ctx.cgroup)) {
+      if (h === null) continue;
+      if (vbpffs_cgroup_id(h) !== 0n) accepted++;
+      if (bpf_cgrp_storage_get(st, h, null, BPF_LOCAL_STORAGE_GET_F_CREATE) !== null) accepted++;
+    }
+    bpf_seq_printf(ctx.meta.seq, '%s %d\\n', name, accepted);
+  }
+  bpf_seq_printf(ctx.meta.seq, 'own %llu %s\\n', vbpffs_cgroup_id(ctx.cgroup), vbpffs_cgroup_name(ctx.cgroup));
+  return 0;
+});`);
+  const { ctx, sink } = iterCtx(a);
+  t.equal(c.program('p').run(ctx), 0);
+  t.equal(sink.text(), `dotConstructor 0\nassignmentPattern 0\nprototypeClimb 0\nspreadCopy 0\nlookAlike 0\nstructured 0\nown ${a.id} a\n`);
+  const st = c.map<CgrpStorageMap>('st');
+  for (const cg of [w.root, b]) t.throws(() => st.lookupElem(cg), { code: 'ENOENT' }, `no storage was made for ${cg.path}`);
+  c.close();
+});
+
+t.test('rule opaque-handles: a handle kept from an earlier run names nothing in a later one', async (t) => {
+  const w = world();
+  const a = w.mkdir(w.root, 'a');
+  const b = w.mkdir(w.root, 'b');
+  const c = loadUnverified(w.kernel, HOSTILE_IMPORTS + `
+let kept: any = null;
+let keptTask: any = null;
+let keptSeq: any = null;
+export const p = SEC('cgroup_view', (ctx: any) => {
+  if (kept === null) {
+    kept = ctx.cgroup;
+    keptSeq = ctx.meta.seq;
+    return 0;
+  }
+  const v = bpf_cgrp_storage_get(st, kept, null, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  bpf_seq_printf(ctx.meta.seq, 'id %llu storage %s seq %d\\n', vbpffs_cgroup_id(kept), v === null ? 'null' : 'made', bpf_seq_printf(keptSeq, 'x'));
+  return 0;
+});
+export const sample = SEC('tp/sched/sample', (ctx: any) => {
+  if (keptTask === null) { keptTask = ctx.task; return 0; }
+  return bpf_task_storage_get(ts, keptTask, null, BPF_LOCAL_STORAGE_GET_F_CREATE) === null && bpf_get_current_task() !== keptTask ? 0 : 1;
+});`);
+  t.equal(c.program('p').run(iterCtx(a).ctx), 0);
+  const { ctx, sink } = iterCtx(b);
+  t.equal(await c.program('p').runAsync(ctx), 0);
+  t.equal(sink.text(), 'id 0 storage null seq -22\n', 'the kept cgroup handle and seq_file token are dead in the later run');
+  t.throws(() => c.map<CgrpStorageMap>('st').lookupElem(a), { code: 'ENOENT' });
+  const t1 = new Task(101, 'one', a);
+  const t2 = new Task(102, 'two', b);
+  const sampleCtx = (task: Task) => ({ task, cgroup: task.cgroup, run_ns: 0n, wait_ns: 0n, slices: 0n });
+  t.equal(c.program('sample').run(sampleCtx(t1)), 0);
+  t.equal(c.program('sample').run(sampleCtx(t2)), 0, 'the first run\'s task handle reaches no storage in the second');
+  t.throws(() => c.map<TaskStorageMap>('ts').lookupElem(101), { code: 'ENOENT' });
+  c.close();
+});
+
+t.test('rule no-code-from-strings: eval and every function constructor are closed inside the isolate', async (t) => {
+  const w = world();
+  const c = loadUnverified(w.kernel, `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
+const tries: Record<string, () => unknown> = {
+  Function: () => (globalThis as any).Function('return globalThis'),
+  newFunction: () => new (globalThis as any).Function('return 1'),
+  arrowConstructor: () => (() => 0).constructor('return 1'),
+  generatorConstructor: () => (function* () {}).constructor('yield 1'),
+  asyncConstructor: () => (async function () {}).constructor('return 1'),
+  asyncGeneratorConstructor: () => (async function* () {}).constructor('yield 1'),
+  viaPrototype: () => Object.getPrototypeOf(function () {}).constructor('return 1'),
+  viaPattern: () => { let C: any; ({ constructor: C } = () => 0); return C('return 1'); },
+  indirectEval: () => (0, (globalThis as any).eval)('1'),
+  directEval: () => eval('1'),
+  redefine: () => { Object.defineProperty(Function.prototype, 'constructor', { value: 1 }); return 1; },
+};
+export const p = SEC('cgroup_view', (ctx: any) => {
+  for (const name of Object.keys(tries)) {
+    let outcome = 'ran';
+    try { tries[name]!(); } catch (e) { outcome = e instanceof Error ? e.name : typeof e; }
+    bpf_seq_printf(ctx.meta.seq, '%s %s\\n', name, outcome);
+  }
+  return 0;
+});`);
+  const { ctx, sink } = iterCtx(w.root);
+  t.equal(c.program('p').run(ctx), 0);
+  const lines = sink.text().trim().split('\n');
+  t.equal(lines.length, 11);
+  for (const line of lines) t.notMatch(line, / ran$/, `${line}: refused`);
+  t.match(sink.text(), /^Function EvalError$/m);
+  t.match(sink.text(), /^asyncConstructor EvalError$/m);
+  t.match(sink.text(), /^directEval (ReferenceError|EvalError)$/m);
+  c.close();
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Deadlines that hold from outside: runAsync.
+
+t.test('rule deadline-from-outside: a run in builtins V8 does not interrupt fails at its deadline plus the margin', async (t) => {
+  const w = world();
+  const hostile = load(w.kernel, IMPORTS + `
+export const pow = SEC('cgroup_view', (ctx) => { bpf_seq_printf(ctx.meta.seq, '%d', (7n ** 6000000n).toString().length); return 0; });
+export const mul = SEC('cgroup_view', (ctx) => { let x = 3n ** 40000000n; x = x * x * x; return x > 0n ? 0 : 1; });
+export const ok = SEC('cgroup_view', (ctx) => { bpf_seq_printf(ctx.meta.seq, 'fine\\n'); return 0; });`, { limits: { deadlineMs: 50 } });
+  const healthy = load(w.kernel, IMPORTS + `export const h = SEC('cgroup_view', (ctx) => { bpf_seq_printf(ctx.meta.seq, 'healthy %s\\n', vbpffs_cgroup_name(ctx.cgroup)); return 0; });`, { limits: { deadlineMs: 1000 } }, 'healthy.ts');
+  // Alone on an idle machine each of these runs for seconds; ended from outside it fails in 150 ms
+  // (here, under the test suite's load, well under the runs' own length is what is asserted).
+  for (const name of ['pow', 'mul']) {
+    const t0 = performance.now();
+    const failed = hostile.program(name).runAsync(iterCtx(w.root).ctx).then(() => null, (e: unknown) => e);
+    const other = iterCtx(w.root);
+    t.equal(await healthy.program('h').runAsync(other.ctx), 0, `another object runs while ${name} is stuck`);
+    t.equal(other.sink.text(), 'healthy \n');
+    const e = await failed;
+    const ms = performance.now() - t0;
+    t.match(e, { code: 'EIO', message: new RegExp(`prog ${name} exceeded its deadline of 50 ms and was ended from outside`) });
+    t.ok(ms < 1500, `${name} failed after ${ms.toFixed(0)} ms, not when its builtin returned`);
+    t.match(runError(() => hostile.program('ok').run(iterCtx(w.root).ctx)), { code: 'EBUSY' }, 'a synchronous run waits for no abandoned one');
+    await t.rejects(hostile.program('ok').runAsync(iterCtx(w.root).ctx), { code: 'EIO', message: /its object's abandoned run \(prog \w+ past its deadline\) has not ended yet/ },
+      'the object\'s runs fail at once while its abandoned run holds a thread');
+    t.ok(await abandonedRunsEnded(120_000), 'the abandoned run ends when its builtin returns');
+    const after = iterCtx(w.root);
+    t.equal(await hostile.program('ok').runAsync(after.ctx), 0, 'then a fresh isolate serves the object');
+    t.equal(after.sink.text(), 'fine\n');
+  }
+  t.equal(hostile.program('pow').stats.faults, 1);
+  hostile.close();
+  healthy.close();
+});
+
+t.test('rule deadline-from-outside: runs of one object queue in order; a fault fails only its own', async (t) => {
+  const w = world();
+  const c = load(w.kernel, IMPORTS + `let n = 0;
+export const p = SEC('cgroup_view', (ctx) => { n++; if (n === 2) throw new Error('second'); bpf_seq_printf(ctx.meta.seq, 'run %d\\n', n); return 0; });`);
+  const runs = [1, 2, 3].map(() => iterCtx(w.root));
+  const results = await Promise.allSettled(runs.map((r) => c.program('p').runAsync(r.ctx)));
+  t.same(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+  t.same(runs.map((r) => r.sink.text()), ['run 1\n', '', 'run 3\n'], 'each run wrote its own seq_file, in the order they were asked for');
   c.close();
 });

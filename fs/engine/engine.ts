@@ -23,7 +23,7 @@ import {
   cgroupBpfAttach,
   cgroupBpfDetach,
   cgroupBpfQuery,
-  cgroupBpfRunFilter,
+  cgroupBpfRunFilterAsync,
   cgroupGetFromFd,
   checkProgAttachType,
   createMap,
@@ -983,12 +983,13 @@ export class Engine implements VfsBackend {
   }
 
   /** `vbpffs cgroup run CGROUP ATTACH_TYPE [ctx JSON]`: fires the hook once, as an event would. */
-  cgroupRun(cgroup: unknown, attachType: unknown, ctx?: unknown): CgroupRun {
+  async cgroupRun(cgroup: unknown, attachType: unknown, ctx?: unknown): Promise<CgroupRun> {
     const cg = cgroupGetFromFd(this.kernel, cgroupPath(cgroup, this.source.mountPoint));
     const type = cgroupAttachType(String(attachType));
     if (ctx !== undefined && (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx))) throw bpfError('EINVAL', 'ctx is a JSON object');
     const progs: CgroupRun['progs'] = [];
-    const r = cgroupBpfRunFilter(this.kernel, cg, type, (ctx ?? {}) as Record<string, unknown>, (p, ret, fault) => {
+    // Off this thread: a program V8 cannot interrupt fails at its deadline and holds no reader.
+    const r = await cgroupBpfRunFilterAsync(this.kernel, cg, type, (ctx ?? {}) as Record<string, unknown>, (p, ret, fault) => {
       progs.push({ id: p.id, name: p.name, ret, ...(fault === undefined ? {} : { fault: fault.message }) });
     });
     const verdict = r.retval === 0 ? 'allow' : r.retval === -ERRNO.EPERM ? 'deny' : `error ${errnoName(r.retval) ?? r.retval}`;

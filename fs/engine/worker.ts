@@ -4,10 +4,14 @@
  * awaits file reads lets other calls in meanwhile, as the kernel's VFS would).
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { abandonedRunsEnded } from '../../progs';
 import { Engine, type EngineOptions } from './engine';
 import { ENGINE_METHODS, errorReply, type CallMessage, type ReadyMessage } from './rpc';
 
 const allowed = new Set<string>(ENGINE_METHODS);
+
+/** How long a stop waits for abandoned runs: longer than any builtin a 64 MiB heap allows on a loaded host. */
+const ABANDONED_RUN_WAIT_MS = 60_000;
 
 async function main(): Promise<void> {
   const port = parentPort!;
@@ -20,7 +24,12 @@ async function main(): Promise<void> {
   }
   port.on('message', (msg: CallMessage | { stop: true }) => {
     if ('stop' in msg) {
-      void engine.stop().finally(() => port.postMessage({ stopped: true }));
+      // A program run abandoned past its deadline may still hold one of isolated-vm's threads; the
+      // thread must not be torn down under it (V8 crashes the process), so stopping waits for it.
+      void engine
+        .stop()
+        .then(() => abandonedRunsEnded(ABANDONED_RUN_WAIT_MS))
+        .finally(() => port.postMessage({ stopped: true }));
       return;
     }
     if (!allowed.has(msg.method)) {

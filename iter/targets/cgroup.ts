@@ -239,23 +239,23 @@ const seqOps: BpfIterSeqOps<KernfsNode, CgroupIterPriv> = {
     return p.next();
   },
 
-  stop(it, v) {
+  async stop(it, v) {
     if (v !== null) return;
     // pass NULL to the prog for post-processing
     it.priv.end();
     try {
-      it.runProg({ cgroup: null }, true);
+      await it.runProg({ cgroup: null }, true);
     } finally {
       it.priv.visitedAll = true;
     }
   },
 
-  show(it, v) {
+  async show(it, v) {
     // "cgroup is dead, skip this element": nothing runs, and show() says it showed it, so the
     // element keeps its seq_num.
     if (v.dying) return 0;
     // "if prog returns > 0, terminate after this element"
-    if (it.runProg({ cgroup: v }) !== 0) it.priv.terminate = true;
+    if ((await it.runProg({ cgroup: v })) !== 0) it.priv.terminate = true;
     return 0;
   },
 

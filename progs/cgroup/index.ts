@@ -26,4 +26,4 @@ export {
 } from './cgroup-bpf';
 export { EMPTY_PROG_ARRAY, computeEffectiveProgs, type BpfProgArray, type BpfProgArrayItem } from './effective';
 export { CGROUP_ATTACH_TYPES, attachTypeToProgType, cgroupAttachType, checkProgAttachType, collectsRetFlags } from './attach-type';
-export { bpfCgRunCtx, cgroupBpfRunFilter, type BpfCgRunCtx, type CgroupRunResult } from './run';
+export { bpfCgRunCtx, cgroupBpfRunFilter, cgroupBpfRunFilterAsync, type BpfCgRunCtx, type CgroupRunResult } from './run';

@@ -63,6 +63,45 @@ function isErrValue(v: number): boolean {
   return v < 0 && v >= -4095;
 }
 
+type OnRun = (prog: BpfProgArrayItem['prog'], ret: number, fault: BpfError | undefined) => void;
+
+/** One fire of a hook under way: the array it runs, the ctx, and the result so far. */
+interface FilterRun {
+  array: readonly BpfProgArrayItem[];
+  progCtx: ProgCtx;
+  retFlags: boolean;
+  runCtx: BpfCgRunCtx;
+  result: CgroupRunResult;
+}
+
+/** The fire's start, or null when it runs nothing (a removed cgroup, an empty array). */
+function filterStart(kernel: Kernel, cgroup: KernfsNode, type: BpfAttachType | string, ctx: Readonly<Record<string, unknown>>): FilterRun | CgroupRunResult {
+  const attachType = cgroupAttachType(type);
+  const result: CgroupRunResult = { retval: 0, flags: 0, runs: 0, faults: 0, lastFault: undefined };
+  if (cgroup.dying) return result;
+  const array = cgroupBpfTable(kernel).of(cgroup).effective[cgroupAtype(attachType)]!;
+  if (array.length === 0) return result;
+  return { array, progCtx: { ...ctx, cgroup }, retFlags: collectsRetFlags(attachType), runCtx: { item: null, retval: 0 }, result };
+}
+
+/** One program's outcome folded into the fire's result. */
+function filterStep(run: FilterRun, item: BpfProgArrayItem, outcome: number | unknown, ok: boolean, onRun: OnRun | undefined): void {
+  let ret = 0;
+  let fault: BpfError | undefined;
+  if (ok) ret = outcome as number;
+  else {
+    run.result.faults++;
+    run.result.lastFault = fault = fromSystemError(outcome, `prog ${item.prog.id}`);
+  }
+  run.result.runs++;
+  onRun?.(item.prog, ret, fault);
+  if (run.retFlags) {
+    run.result.flags |= ret >>> 1;
+    ret &= 1;
+  }
+  if (!ret && !isErrValue(run.runCtx.retval)) run.runCtx.retval = -ERRNO.EPERM;
+}
+
 /**
  * Fires a cgroup hook: runs the cgroup's effective array for the attach type with ctx (the cgroup is
  * added as ctx.cgroup) and combines the results. A removed cgroup runs nothing. onRun, when given,
@@ -73,42 +112,59 @@ export function cgroupBpfRunFilter(
   cgroup: KernfsNode,
   type: BpfAttachType | string,
   ctx: Readonly<Record<string, unknown>> = {},
-  onRun?: (prog: BpfProgArrayItem['prog'], ret: number, fault: BpfError | undefined) => void,
+  onRun?: OnRun,
 ): CgroupRunResult {
-  const attachType = cgroupAttachType(type);
-  const result: CgroupRunResult = { retval: 0, flags: 0, runs: 0, faults: 0, lastFault: undefined };
-  if (cgroup.dying) return result;
-  const array = cgroupBpfTable(kernel).of(cgroup).effective[cgroupAtype(attachType)]!;
-  if (array.length === 0) return result;
-  const progCtx: ProgCtx = { ...ctx, cgroup };
-  const retFlags = collectsRetFlags(attachType);
-  const runCtx: BpfCgRunCtx = { item: null, retval: 0 };
+  const run = filterStart(kernel, cgroup, type, ctx);
+  if (!('array' in run)) return run;
   const saved = current;
-  current = runCtx;
+  current = run.runCtx;
   try {
-    for (let i = 0; i < array.length; i++) {
-      const item = array[i]!;
-      runCtx.item = item;
-      let ret: number;
-      let fault: BpfError | undefined;
+    for (const item of run.array) {
+      run.runCtx.item = item;
+      let outcome: unknown;
+      let ok = true;
       try {
-        ret = item.prog.run(progCtx);
+        outcome = item.prog.run(run.progCtx);
       } catch (e) {
-        result.faults++;
-        result.lastFault = fault = fromSystemError(e, `prog ${item.prog.id}`);
-        ret = 0;
+        outcome = e;
+        ok = false;
       }
-      result.runs++;
-      onRun?.(item.prog, ret, fault);
-      if (retFlags) {
-        result.flags |= ret >>> 1;
-        ret &= 1;
-      }
-      if (!ret && !isErrValue(runCtx.retval)) runCtx.retval = -ERRNO.EPERM;
+      filterStep(run, item, outcome, ok, onRun);
     }
   } finally {
     current = saved;
   }
-  result.retval = runCtx.retval;
-  return result;
+  run.result.retval = run.runCtx.retval;
+  return run.result;
+}
+
+/**
+ * The same fire with each program run off the calling thread (BpfProg.runAsync), so a program V8
+ * cannot interrupt fails at its deadline and holds no one: what the daemon's `cgroup run` and event
+ * hooks use. Its programs do not see bpfCgRunCtx(), which is the synchronous path's alone (other
+ * fires may run meanwhile); nothing the runtime offers programs reads it.
+ */
+export async function cgroupBpfRunFilterAsync(
+  kernel: Kernel,
+  cgroup: KernfsNode,
+  type: BpfAttachType | string,
+  ctx: Readonly<Record<string, unknown>> = {},
+  onRun?: OnRun,
+): Promise<CgroupRunResult> {
+  const run = filterStart(kernel, cgroup, type, ctx);
+  if (!('array' in run)) return run;
+  for (const item of run.array) {
+    run.runCtx.item = item;
+    let outcome: unknown;
+    let ok = true;
+    try {
+      outcome = await item.prog.runAsync(run.progCtx);
+    } catch (e) {
+      outcome = e;
+      ok = false;
+    }
+    filterStep(run, item, outcome, ok, onRun);
+  }
+  run.result.retval = run.runCtx.retval;
+  return run.result;
 }

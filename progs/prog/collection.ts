@@ -89,7 +89,7 @@ export function newCollection(kernel: Kernel, loaded: LoadedObject, opts: Collec
   try {
     for (const decl of spec.maps) maps.set(decl.name, openMap(kernel, decl, opts.pins));
     const objects = spec.maps.map((d) => maps.get(d.name)!.object);
-    const isolate = new ObjectIsolate(kernel, spec, objects, limits);
+    const isolate = new ObjectIsolate(spec, objects, limits);
     for (const decl of spec.programs) {
       programs.set(decl.name, new Handle(new BpfProg(kernel, decl, spec.hash, spec.filename, spec.cgroupFiles, objects, isolate)));
     }

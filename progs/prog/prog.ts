@@ -2,7 +2,8 @@
  * struct bpf_prog: a loaded program. It belongs to a Collection (the loaded object file, whose
  * isolate runs it) and holds a reference on every map of that object, as the kernel's prog holds its
  * used_maps. run() is bpf_prog_run(): synchronous, on the thread that owns the Kernel, with the
- * runtime's deadline and memory limit; it returns the program's return value or throws EIO when the
+ * runtime's deadline and memory limit (runAsync the same, on another thread, for callers that serve
+ * others meanwhile); it returns the program's return value or throws EIO when the
  * program faults (it threw, ran past its deadline, exhausted its memory, or returned what its type
  * forbids), with the reason in the error and in `stats.lastFault`.
  */
@@ -17,6 +18,8 @@ import type { ProgramDecl } from './object-file';
 /** What a run needs from the runtime; the isolate of the program's collection implements it. */
 export interface ProgRunner {
   run(prog: BpfProg, ctx: ProgCtx): number;
+  /** The same run off the calling thread, ended from outside if it outlives its deadline. */
+  runAsync(prog: BpfProg, ctx: ProgCtx): Promise<number>;
   /** The program is released (its runner may let go of what it shared with it). */
   release(prog: BpfProg): void;
 }
@@ -90,6 +93,16 @@ export class BpfProg extends BpfObject {
   run(ctx: ProgCtx): number {
     if (this.released) throw bpfError('EBADF', `prog ${this.id} (${this.name}) is released`);
     return this.#runner.run(this, ctx);
+  }
+
+  /**
+   * bpf_prog_run where the caller must not be held by the program: what the daemon's readers and
+   * events use. The program runs on another thread, and a run that V8 cannot interrupt (a huge
+   * BigInt, a typed array's sort) fails at its deadline plus a margin while its thread is let go.
+   */
+  runAsync(ctx: ProgCtx): Promise<number> {
+    if (this.released) return Promise.reject(bpfError('EBADF', `prog ${this.id} (${this.name}) is released`));
+    return this.#runner.runAsync(this, ctx);
   }
 
   protected release(): void {

@@ -10,10 +10,12 @@
  * keys and values a program passes to map helpers.
  *
  * What programs can reach is only what this function hands out: the frozen module object, frozen
- * ctx objects, and handles (cgroups, tasks, sockets, the seq_file) branded with private fields,
- * so a program cannot forge one from a plain object and helpers tell them apart by brand, not by
- * shape. Before the program's module is evaluated the prelude freezes the intrinsics it relies on
- * (lockdown), so a program cannot replace a method the helpers call.
+ * ctx objects, and opaque handles (cgroups, tasks, sockets, the seq_file) whose meaning lives in a
+ * registry here and, on the host, in the slots of the run they were made for: nothing reachable
+ * makes one, a copy is nothing, and one kept past its run names nothing. Before the program's module
+ * is evaluated the prelude closes every path to code from strings (eval, the function constructors)
+ * and freezes the intrinsics it relies on (lockdown), so a program can neither compile code nor
+ * replace a method the helpers call. The verifier's name rules are a second line in front of this.
  *
  * Coverage cannot see this code (it runs in the isolate); the runtime tests exercise it through
  * programs.
@@ -22,20 +24,17 @@
 
 /** The host side, one isolated-vm Callback each; arguments and results are primitives. */
 export interface PreludeHost {
-  storage_get(map: number, owner: string, id: number | bigint, flags: number): number;
-  storage_delete(map: number, owner: string, id: number | bigint): number;
+  // Owners are named by their slot in the current run (RunRecord), never by a kernel id: the host
+  // resolves a slot only against the run it was handed out for.
+  storage_get(map: number, owner: string, slot: number, flags: number): number;
+  storage_delete(map: number, owner: string, slot: number): number;
   map_lookup(map: number): number;
   map_update(map: number, flags: number): number;
   map_delete(map: number): number;
   slab(map: number, buffer: number): SharedArrayBuffer;
-  seq_printf(fmt: string, ...args: (number | bigint | string)[]): number;
-  seq_write(data: string, bytes: boolean): number;
-  /** 0 when a write of len bytes may fit; else what that write returns (the seq_file overflowed). */
-  seq_reserve(len: number): number;
   ktime(): bigint;
-  cgroup_info(id: number): [number, string] | null;
-  cgroup_ancestor(id: number, level: number): bigint;
-  cgroup_read(id: number, file: string): Record<string, number | bigint | string> | null;
+  cgroup_info(slot: number): [number, string] | null;
+  cgroup_ancestor(slot: number, level: number): bigint;
 }
 
 export interface PreludeInit {
@@ -53,20 +52,52 @@ export interface PreludeInit {
 export interface PreludeApi {
   /** Evaluates the object's module (its CommonJS wrapper) and binds its maps and programs. */
   load(wrapper: (exports: object, require: (name: string) => unknown, module: object, gc: undefined) => void): void;
-  /** Runs program `prog` with a ctx built from `rec`; the program's return value. */
-  run(prog: number, rec: RunRecord): unknown;
+  /** Runs program `prog` with a ctx built from `rec`: its return value and what it wrote to its seq_file. */
+  run(prog: number, rec: RunRecord): RunResult;
+}
+
+/**
+ * A run's outcome. `ret` is the program's return value (or the typeof of anything else); `out` the
+ * bytes its bpf_seq_printf/bpf_seq_write calls kept, in order, and `overflowed` whether a write did
+ * not fit: the host writes `out` to the seq_file as one write, which fits since each write fitted
+ * the room the seq_file had at the run's start, and then marks the overflow.
+ */
+export interface RunResult {
+  ret: unknown;
+  out?: Uint8Array;
+  overflowed?: boolean;
 }
 
 /** A run's ctx as the host sends it: owners by id, the rest as values. */
 export interface RunRecord {
-  cgroup?: number | null;
-  task?: { pid: number; tgid: number; comm: string; cgroup: number } | null;
-  sk?: { id: number; family: number; type: number; protocol: number } | null;
+  /** The run's number: handles made for it are dead in every other run. */
+  gen: number;
+  cgroup?: { slot: number; id: number; level: number; name: string } | null;
+  /** The run's cgroup's interface files the object names, parsed (null: the file is absent). */
+  files?: Record<string, Record<string, number | bigint | string> | null>;
+  task?: { slot: number; pid: number; tgid: number; comm: string; cgroup: number } | null;
+  sk?: { slot: number; family: number; type: number; protocol: number } | null;
   /** cgroup/sock programs: the ctx is the socket itself (struct bpf_sock *). */
   ctx_is_sk?: boolean;
   meta?: { session_id: bigint; seq_num: bigint };
+  /** An iterator run: the room its seq_file has (SeqSink.room()); its output is made in the isolate. */
+  room?: number;
   current_cgroup_id?: bigint;
   fields: Record<string, unknown>;
+}
+
+/** What the prelude uses of progs/helpers/seq.ts, evaluated in the isolate with its shims. */
+export interface SeqSinkLike {
+  room(): number;
+  write(bytes: Uint8Array): boolean;
+  contents(): Uint8Array;
+  readonly overflowed: boolean;
+}
+export interface SeqModule {
+  BufferSeqSink: new (capacity: number) => SeqSinkLike;
+  bpf_seq_printf(seq: SeqSinkLike, fmt: string, ...args: (number | bigint | string)[]): number;
+  bpf_seq_write(seq: SeqSinkLike, data: ArrayBufferView): number;
+  TextEncoder: new () => { encode(s: string): Uint8Array };
 }
 
 /** What the prelude uses of ValueSchema. */
@@ -80,60 +111,58 @@ export function isolatePrelude(
   host: PreludeHost,
   init: PreludeInit,
   schemaModule: { ValueSchema: { define(desc: unknown): SchemaLike } },
+  seqModule: SeqModule,
   scratch: SharedArrayBuffer,
 ): PreludeApi {
   'use strict';
   const { EINVAL, ENOENT } = init.errno;
   const freeze = Object.freeze;
   const LOC_SPLIT = 2 ** 32;
-  /** Writes this long ask the host for room first: one more crossing, worth it only for large ones. */
-  const LONG_WRITE = 4096;
 
-  // --- handles: only the prelude makes them; helpers check the brand ------------------------------
-  class Cgroup {
-    readonly #id: number;
-    #info: [number, string] | null | undefined;
-    constructor(id: number) {
-      this.#id = id;
-      freeze(this);
-    }
-    static idOf(x: unknown): number | undefined {
-      return typeof x === 'object' && x !== null && #id in x ? (x as Cgroup).#id : undefined;
-    }
-    static info(x: Cgroup): [number, string] | null {
-      if (x.#info === undefined) x.#info = host.cgroup_info(x.#id);
-      return x.#info;
-    }
+  // --- handles -------------------------------------------------------------------------------------
+  // A handle (a cgroup, a task, a socket) is an empty frozen object whose meaning is kept out of the
+  // program's reach: here, in a registry keyed by the object's identity, and on the host, as a slot
+  // of the run it was made for. Nothing a program can reach makes one: a handle's prototype holds
+  // only its tag (its constructor is Object), a copy or a look-alike is not in the registry, and a
+  // handle kept in a global from an earlier run names a slot of that run, which the host no longer
+  // resolves (the kernel's verifier keeps such pointers from outliving the run; here the runtime does).
+  type HandleKind = 'cgroup' | 'task' | 'sk';
+  interface HandleRec {
+    kind: HandleKind;
+    gen: number;
+    slot: number;
+    id: number;
+    cgroup: number;
+    info: [number, string] | null | undefined;
   }
-  class Task {
-    readonly #pid: number;
-    readonly #cgroup: number;
-    constructor(readonly pid: number, readonly tgid: number, readonly comm: string, cgroup: number) {
-      this.#pid = pid;
-      this.#cgroup = cgroup;
-      freeze(this);
-    }
-    static pidOf(x: unknown): number | undefined {
-      return typeof x === 'object' && x !== null && #pid in x ? (x as Task).#pid : undefined;
-    }
-    static cgroupOf(x: Task): number {
-      return x.#cgroup;
-    }
-  }
-  class Sock {
-    readonly #id: number;
-    constructor(id: number, readonly family: number, readonly type: number, readonly protocol: number) {
-      this.#id = id;
-      freeze(this);
-    }
-    static idOf(x: unknown): number | undefined {
-      return typeof x === 'object' && x !== null && #id in x ? (x as Sock).#id : undefined;
-    }
-  }
-  const SEQ = freeze({});
-  freeze(Cgroup.prototype);
-  freeze(Task.prototype);
-  freeze(Sock.prototype);
+  const handles = new WeakMap<object, HandleRec>();
+  const protos: Record<HandleKind, object> = {
+    cgroup: freeze({ [Symbol.toStringTag]: 'Cgroup' }),
+    task: freeze({ [Symbol.toStringTag]: 'Task' }),
+    sk: freeze({ [Symbol.toStringTag]: 'Sock' }),
+  };
+  let curGen = -1;
+  const mint = (kind: HandleKind, slot: number, id: number, fields: Record<string, unknown>, cgroup = 0, info?: [number, string]): object => {
+    const h = Object.create(protos[kind]) as Record<string, unknown>;
+    for (const k of Object.keys(fields)) h[k] = fields[k];
+    freeze(h);
+    handles.set(h, { kind, gen: curGen, slot, id, cgroup, info });
+    return h;
+  };
+  /** The handle's record when x is a live handle of this kind in the current run. */
+  const handleOf = (kind: HandleKind, x: unknown): HandleRec | undefined => {
+    if (typeof x !== 'object' || x === null) return undefined;
+    const r = handles.get(x);
+    return r !== undefined && r.kind === kind && r.gen === curGen && curGen >= 0 ? r : undefined;
+  };
+  // The seq_file of the current iterator run: a token made for the run (one kept from an earlier run
+  // writes nowhere) and the run's own buffer, sized to the room the host's seq_file had at its start.
+  let curSeq: object | null = null;
+  let curSink: SeqSinkLike | null = null;
+  const cgroupInfo = (r: HandleRec): [number, string] | null => {
+    if (r.info === undefined) r.info = host.cgroup_info(r.slot);
+    return r.info;
+  };
 
   // --- maps ------------------------------------------------------------------------------------------
   interface MapRt {
@@ -174,25 +203,17 @@ export function isolatePrelude(
   const valueAtScratch = (m: MapRt): number => Math.ceil((m.key?.size ?? 0) / 8) * 8;
 
   // --- the current run --------------------------------------------------------------------------------
-  let curTask: Task | null = null;
+  let curTask: object | null = null;
+  /** The run's interface files, and the slot of the cgroup they are of. */
+  let curFiles: NonNullable<RunRecord['files']> | null = null;
+  let curFilesSlot = -1;
   let curCgroupId = 0n;
 
-  const ownerKey = (kind: string, x: unknown): number | bigint | undefined => {
-    switch (kind) {
-      case 'cgroup':
-        return Cgroup.idOf(x);
-      case 'task':
-        return Task.pidOf(x);
-      default:
-        return Sock.idOf(x);
-    }
-  };
-
-  const storageGet = (kind: string, type: number, map: unknown, owner: unknown, value: unknown, flags: unknown): unknown => {
+  const storageGet = (kind: HandleKind, type: number, map: unknown, owner: unknown, value: unknown, flags: unknown): unknown => {
     const m = mapOf(map);
-    const id = ownerKey(kind, owner);
-    if (m === undefined || m.type !== type || id === undefined || typeof flags !== 'number') return null;
-    const r = host.storage_get(m.idx, kind, id, flags);
+    const h = handleOf(kind, owner);
+    if (m === undefined || m.type !== type || h === undefined || typeof flags !== 'number') return null;
+    const r = host.storage_get(m.idx, kind, h.slot, flags);
     if (r === -1) return null;
     const created = r < -1;
     const view = valueAt(m, created ? -r - 2 : r);
@@ -202,38 +223,31 @@ export function isolatePrelude(
     }
     return view;
   };
-  const storageDelete = (kind: string, type: number, map: unknown, owner: unknown): number => {
+  const storageDelete = (kind: HandleKind, type: number, map: unknown, owner: unknown): number => {
     const m = mapOf(map);
-    const id = ownerKey(kind, owner);
-    if (m === undefined || m.type !== type || id === undefined) return -EINVAL;
-    return host.storage_delete(m.idx, kind, id);
+    const h = handleOf(kind, owner);
+    if (m === undefined || m.type !== type || h === undefined) return -EINVAL;
+    return host.storage_delete(m.idx, kind, h.slot);
   };
   const LS = init.localStorageTypes;
 
   const printable = (a: unknown): a is number | bigint | string =>
     typeof a === 'number' || typeof a === 'bigint' || typeof a === 'string';
 
+  const utf8 = new seqModule.TextEncoder();
   const helpers: Record<string, (...a: any[]) => unknown> = {
     bpf_seq_printf(seq: unknown, fmt: unknown, ...args: unknown[]) {
-      if (seq !== SEQ || typeof fmt !== 'string' || !args.every(printable)) return -EINVAL;
-      return host.seq_printf(fmt, ...(args as (number | bigint | string)[]));
+      if (seq !== curSeq || curSink === null || typeof fmt !== 'string' || !args.every(printable)) return -EINVAL;
+      return seqModule.bpf_seq_printf(curSink, fmt, ...(args as (number | bigint | string)[]));
     },
     bpf_seq_write(seq: unknown, data: unknown) {
-      if (seq !== SEQ) return -EINVAL;
+      if (seq !== curSeq || curSink === null) return -EINVAL;
       if (typeof data !== 'string' && !ArrayBuffer.isView(data)) return -EINVAL;
-      // A long write is checked against the room left before its bytes are converted and copied:
-      // 10 MB that cannot fit would otherwise spend the run's whole deadline crossing over. A
-      // string's UTF-8 is at least as long as the string.
-      const len = typeof data === 'string' ? data.length : data.byteLength;
-      if (len >= LONG_WRITE) {
-        const r = host.seq_reserve(len);
-        if (r !== 0) return r;
-      }
-      if (typeof data === 'string') return host.seq_write(data, false);
-      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      let s = '';
-      for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
-      return host.seq_write(s, true);
+      // A string whose length alone exceeds the room cannot fit (its UTF-8 is at least as long):
+      // it overflows the buffer without being encoded, so 10 MB costs nothing.
+      if (typeof data === 'string' && data.length >= curSink.room()) return seqModule.bpf_seq_write(curSink, new Uint8Array(curSink.room()));
+      const bytes = typeof data === 'string' ? utf8.encode(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      return seqModule.bpf_seq_write(curSink, bytes);
     },
     bpf_cgrp_storage_get: (map, cg, value, flags) => storageGet('cgroup', LS.cgroup!, map, cg, value, flags),
     bpf_cgrp_storage_delete: (map, cg) => storageDelete('cgroup', LS.cgroup!, map, cg),
@@ -265,25 +279,27 @@ export function isolatePrelude(
     bpf_get_current_task: () => curTask,
     bpf_get_current_cgroup_id: () => curCgroupId,
     vbpffs_cgroup_id(cg: unknown) {
-      const id = Cgroup.idOf(cg);
-      return id === undefined ? 0n : BigInt(id);
+      const h = handleOf('cgroup', cg);
+      return h === undefined ? 0n : BigInt(h.id);
     },
     vbpffs_cgroup_level(cg: unknown) {
-      return Cgroup.idOf(cg) === undefined ? -EINVAL : (Cgroup.info(cg as Cgroup)?.[0] ?? -ENOENT);
+      const h = handleOf('cgroup', cg);
+      return h === undefined ? -EINVAL : (cgroupInfo(h)?.[0] ?? -ENOENT);
     },
     vbpffs_cgroup_name(cg: unknown) {
-      return Cgroup.idOf(cg) === undefined ? '' : (Cgroup.info(cg as Cgroup)?.[1] ?? '');
+      const h = handleOf('cgroup', cg);
+      return h === undefined ? '' : (cgroupInfo(h)?.[1] ?? '');
     },
     vbpffs_cgroup_ancestor_id(cg: unknown, level: unknown) {
-      const id = Cgroup.idOf(cg);
-      if (id === undefined || typeof level !== 'number') return 0n;
-      return host.cgroup_ancestor(id, level);
+      const h = handleOf('cgroup', cg);
+      if (h === undefined || typeof level !== 'number') return 0n;
+      return host.cgroup_ancestor(h.slot, level);
     },
     vbpffs_cgroup_read(cg: unknown, file: unknown) {
-      const id = Cgroup.idOf(cg);
-      if (id === undefined || typeof file !== 'string') return null;
-      const rec = host.cgroup_read(id, file);
-      return rec === null ? null : freeze(rec);
+      const h = handleOf('cgroup', cg);
+      if (h === undefined || h.slot !== curFilesSlot || typeof file !== 'string' || curFiles === null) return null;
+      const rec = Object.prototype.hasOwnProperty.call(curFiles, file) ? curFiles[file] : null;
+      return rec === null || rec === undefined ? null : freeze(rec);
     },
   };
 
@@ -316,14 +332,33 @@ export function isolatePrelude(
   // wrapper shadows it, and at worst it collects the isolate's own heap.)
   delete (globalThis as { WebAssembly?: unknown }).WebAssembly;
   delete (globalThis as { Atomics?: unknown }).Atomics;
+  // Code from strings: eval goes, and every function's constructor (Function, and the generator,
+  // async and async generator function constructors, each reachable as `fn.constructor` from a
+  // function of its kind) becomes one that refuses. An arrow function cannot be called with `new`
+  // and has no prototype to climb. Done before the freezing below, which then keeps it so.
+  const refuse = (): never => {
+    throw new EvalError('code generation from strings is disabled for programs');
+  };
+  freeze(refuse);
+  delete (globalThis as { eval?: unknown }).eval;
+  const functionPrototypes = [
+    Function.prototype,
+    Object.getPrototypeOf(function* () {}),
+    Object.getPrototypeOf(async function () {}),
+    Object.getPrototypeOf(async function* () {}),
+  ];
+  for (const proto of functionPrototypes) {
+    Object.defineProperty(proto, 'constructor', { value: refuse, writable: false, enumerable: false, configurable: false });
+  }
+  Object.defineProperty(globalThis, 'Function', { value: refuse, writable: false, enumerable: false, configurable: false });
   const intrinsics: unknown[] = [
-    Object, Array, Function, String, Number, Boolean, BigInt, Symbol, Math, JSON, Date, RegExp, Map, Set, WeakMap, WeakSet,
+    Object, Array, String, Number, Boolean, BigInt, Symbol, Math, JSON, Date, RegExp, Map, Set, WeakMap, WeakSet,
     Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, Promise, ArrayBuffer, SharedArrayBuffer,
     DataView, Uint8Array, Uint8ClampedArray, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array,
     Float64Array, BigInt64Array, BigUint64Array, Reflect, Object.getPrototypeOf(Uint8Array),
     Object.getPrototypeOf([][Symbol.iterator]()), Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())),
     Object.getPrototypeOf(new Map()[Symbol.iterator]()), Object.getPrototypeOf(new Set()[Symbol.iterator]()),
-    Object.getPrototypeOf(''[Symbol.iterator]()), Object.getPrototypeOf(function* () {}),
+    Object.getPrototypeOf(''[Symbol.iterator]()), ...functionPrototypes,
   ];
   for (const x of intrinsics) {
     freeze(x);
@@ -385,24 +420,42 @@ export function isolatePrelude(
     run(prog, rec) {
       const p = programs[prog];
       if (p?.fn === undefined) throw new TypeError(`no program ${prog}`);
+      curGen = rec.gen;
+      curSeq = freeze({});
+      curSink = null;
+      if (rec.room !== undefined) {
+        curSink = new seqModule.BufferSeqSink(Math.max(1, rec.room));
+        // No room at all: the seq_file is full, and even an empty write overflows it (count + 0 < size fails).
+        if (rec.room === 0) curSink.write(new Uint8Array(1));
+      }
       const ctx: Record<string, unknown> = {};
-      if (rec.meta !== undefined) ctx.meta = freeze({ seq: SEQ, session_id: rec.meta.session_id, seq_num: rec.meta.seq_num });
-      if (rec.cgroup !== undefined) ctx.cgroup = rec.cgroup === null ? null : new Cgroup(rec.cgroup);
+      if (rec.meta !== undefined) ctx.meta = freeze({ seq: curSeq, session_id: rec.meta.session_id, seq_num: rec.meta.seq_num });
+      const c = rec.cgroup;
+      if (c !== undefined) ctx.cgroup = c === null ? null : mint('cgroup', c.slot, c.id, {}, 0, [c.level, c.name]);
+      curFiles = c !== undefined && c !== null && rec.files !== undefined ? rec.files : null;
+      curFilesSlot = c !== undefined && c !== null ? c.slot : -1;
       const t = rec.task;
-      curTask = t === undefined || t === null ? null : new Task(t.pid, t.tgid, t.comm, t.cgroup);
+      curTask = t === undefined || t === null ? null : mint('task', t.slot, t.pid, { pid: t.pid, tgid: t.tgid, comm: t.comm }, t.cgroup);
       if (t !== undefined) ctx.task = curTask;
-      if (rec.sk !== undefined) ctx.sk = rec.sk === null ? null : new Sock(rec.sk.id, rec.sk.family, rec.sk.type, rec.sk.protocol);
-      curCgroupId = rec.current_cgroup_id ?? (curTask === null ? 0n : BigInt(Task.cgroupOf(curTask)));
+      const s = rec.sk;
+      if (s !== undefined) ctx.sk = s === null ? null : mint('sk', s.slot, 0, { family: s.family, type: s.type, protocol: s.protocol });
+      curCgroupId = rec.current_cgroup_id ?? (t === undefined || t === null ? 0n : BigInt(t.cgroup));
       for (const k of Object.keys(rec.fields)) ctx[k] = rec.fields[k];
       let r: unknown;
       try {
-        r = p.fn(rec.ctx_is_sk === true && ctx.sk instanceof Sock ? ctx.sk : freeze(ctx));
+        r = p.fn(rec.ctx_is_sk === true && ctx.sk !== null && ctx.sk !== undefined ? ctx.sk : freeze(ctx));
       } catch (e) {
         throw new Error(describe(e));
       } finally {
         curTask = null;
+        curGen = -1;
+        curSeq = null;
+        curFiles = null;
       }
-      return typeof r === 'number' || typeof r === 'bigint' ? r : typeof r;
+      const sink = curSink;
+      curSink = null;
+      const ret = typeof r === 'number' || typeof r === 'bigint' ? r : typeof r;
+      return sink === null ? { ret } : { ret, out: sink.contents(), overflowed: sink.overflowed };
     },
   };
   return freeze(api);
