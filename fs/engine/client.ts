@@ -175,6 +175,7 @@ export class EngineClient implements VfsBackend {
 
   /** A call, with the generation of the engine that answered it. */
   async #call<T>(method: EngineMethod, args: unknown[]): Promise<{ value: T; generation: number }> {
+    if (this.#dead !== null) throw this.#dead;
     if (this.#worker === null) await this.#waitForEngine(method);
     const worker = this.#worker!;
     const generation = this.#generation;
@@ -187,7 +188,6 @@ export class EngineClient implements VfsBackend {
   }
 
   async #waitForEngine(method: string): Promise<void> {
-    if (this.#dead !== null) throw this.#dead;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(bpfError('EAGAIN', `the engine is restarting and was not back within ${RESTART_WAIT_MS} ms (${method}); try again`)), RESTART_WAIT_MS);
