@@ -154,3 +154,28 @@ t.test('stop() during a restart ends the new engine too', async (t) => {
   t.equal(client.restarts, 0, 'the engine started meanwhile was not taken into service');
   t.same(lines.length, 1);
 });
+
+t.test('an engine that cannot start again is retried with back-off, then given up', async (t) => {
+  // The host's cgroup2 mounted again at a directory of the test's: the engine mirrors it, and once it
+  // is unmounted no new engine can start (its source is gone), as after a host's cgroup2 went away.
+  const dir = mkdtempSync(path.join(tmpdir(), 'vbpffs-restart-'));
+  const cgroupRoot = path.join(dir, 'cgroup');
+  await run('mkdir', [cgroupRoot]);
+  const mounted = await run('mount', ['-t', 'cgroup2', 'none', cgroupRoot]).then(
+    () => true,
+    () => false,
+  );
+  t.test('(cgroup2 mounted)', { skip: mounted ? false : 'cannot mount cgroup2 here' }, async (t) => {
+    let unmounted = false;
+    t.teardown(async () => void (unmounted || (await run('umount', [cgroupRoot]))));
+    const lines: string[] = [];
+    const client = await EngineClient.start({ cgroupRoot, reconcileIntervalMs: 0 }, { heapMb: Number(HEAP_MB), log: (l) => lines.push(l), maxCrashes: 2 });
+    t.teardown(() => client.stop());
+    await run('umount', [cgroupRoot]);
+    unmounted = true;
+    await t.rejects(client.call('progLoad', hugeObjectFile(dir), '/huge'), { code: 'EIO' });
+    await t.rejects(client.call('readdir', '/'), { code: 'EIO', message: /died 3 times within 60 s \(last: the restarted engine failed: .*\); vbpffs gave up/ });
+    t.match(lines, [/in 200 ms \(death 1 of at most 2/, /the restarted engine failed: .*; restarting it from the journal in 400 ms \(death 2/, /gave up/]);
+    t.match(client.threadStatus(), { restarts: 0, recentCrashes: 3, gaveUp: true });
+  });
+});
