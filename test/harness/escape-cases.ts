@@ -28,7 +28,9 @@ export const CONSTRUCTOR_CHAINS: EscapeCase = {
   for (const f of tries) { try { out.push(String(f())); } catch (e) { out.push('threw ' + (e as Error).name); } }
   bpf_seq_printf(ctx.meta.seq, '%s', out.join('|'));
   return 0;`,
-  out: 'undefined|undefined|undefined||Cgroup|threw TypeError',
+  // Every function's constructor refuses (no code from strings); a handle's prototype leads only
+  // to Object, and Object('x') makes a String, no handle.
+  out: 'threw EvalError|threw EvalError|threw EvalError|threw EvalError|Object|x',
 };
 
 export const PROTOTYPE_POLLUTION: EscapeCase = {
@@ -52,9 +54,9 @@ export const PROTOTYPE_POLLUTION: EscapeCase = {
 };
 
 export const HOST_GLOBALS: EscapeCase = {
-  body: `const g: any = (0, eval)('this');
+  body: `const g: any = globalThis;
   declare const gc: unknown;
-  bpf_seq_printf(ctx.meta.seq, '%s %s %s %s', typeof g.WebAssembly, typeof g.Atomics, typeof gc, String(eval('typeof process')));
+  bpf_seq_printf(ctx.meta.seq, '%s %s %s %s', typeof g.WebAssembly, typeof g.Atomics, typeof gc, typeof g.eval);
   return 0;`,
   out: 'undefined undefined undefined undefined',
 };
