@@ -13,6 +13,7 @@ import { DEFAULT_STATE_ROOT, isAlive, listMounts, readInfo, secureStateDir, stat
 import { refusal } from './control/lock';
 import { startDaemon } from './daemon';
 import type { EngineStatus } from './engine/engine';
+import { fuseBinding, type FuseBinding } from './fuse/host';
 
 export interface MountArgs {
   mountPoint: string;
@@ -26,9 +27,11 @@ export interface MountArgs {
   timeoutMs?: number;
   foreground: boolean;
   allowOther: boolean;
+  /** --fuse: the FUSE binding (else VBPFFS_FUSE, else fuse-native). */
+  fuse?: FuseBinding;
 }
 
-const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state', '--reconcile-interval', '--timeout']);
+const MOUNT_FLAGS = new Set(['--cgroup-root', '--sim', '--mirror', '--state', '--reconcile-interval', '--timeout', '--fuse']);
 const MOUNT_SWITCHES = new Set(['--foreground', '--allow-other']);
 
 /** A number of seconds, 0 or more (fractions allowed). */
@@ -53,6 +56,7 @@ export function parseMountArgs(args: string[]): MountArgs {
       else if (a === '--state') out.state = path.resolve(v);
       else if (a === '--reconcile-interval') out.reconcileIntervalMs = seconds(a, v) * 1000;
       else if (a === '--timeout') out.timeoutMs = seconds(a, v) * 1000;
+      else if (a === '--fuse') out.fuse = fuseBinding(v);
       else if (v === 'auto' || v === 'manual') out.mirror = v;
       else throw bpfError('EINVAL', `--mirror is auto or manual, not '${v}'`);
     } else if (a.startsWith('-')) {
@@ -63,14 +67,14 @@ export function parseMountArgs(args: string[]): MountArgs {
       throw bpfError('EINVAL', `unexpected argument '${a}'`);
     }
   }
-  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--reconcile-interval SECONDS] [--timeout SECONDS] [--foreground]');
+  if (out.mountPoint === undefined) throw bpfError('EINVAL', 'usage: vbpffs mount MOUNTPOINT [--cgroup-root DIR | --sim SPEC] [--mirror auto|manual] [--state DIR] [--reconcile-interval SECONDS] [--timeout SECONDS] [--fuse fuse-native|libfuse3] [--foreground]');
   if (out.cgroupRoot !== undefined && out.sim !== undefined) throw bpfError('EINVAL', '--cgroup-root and --sim exclude each other');
   return out as MountArgs;
 }
 
 /** Runs the daemon in this process until it stops (a signal, or `vbpffs umount`). */
 export async function mountForeground(a: MountArgs, say: (line: string) => void): Promise<void> {
-  const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, reconcileIntervalMs: a.reconcileIntervalMs, state: a.state, allowOther: a.allowOther });
+  const d = await startDaemon({ mountPoint: a.mountPoint, cgroupRoot: a.cgroupRoot, sim: a.sim, mirror: a.mirror, reconcileIntervalMs: a.reconcileIntervalMs, state: a.state, allowOther: a.allowOther, fuse: a.fuse });
   mounted(say, `vbpffs mounted at ${d.mountPoint} (pid ${process.pid}, control ${d.socket})`, (await d.engine.status()).journal);
   await d.stopped;
 }

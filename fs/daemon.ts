@@ -12,7 +12,7 @@ import createDebug from 'debug';
 import { S_ISVTX, bpfError } from '../uapi';
 import { EngineClient } from './engine/client';
 import type { EngineOptions } from './engine/engine';
-import { mountFuse, type FuseMount } from './fuse/host';
+import { mountFuse, type FuseBinding, type FuseMount } from './fuse/host';
 import { DEFAULT_STATE_ROOT, isAlive, listMounts, readInfo, registerMount, removeInfo, secureStateDir, stateDirFor, unregisterMount, type MountInfo } from './control/registry';
 import { lockStateDir } from './control/lock';
 import { startControlServer } from './control/server';
@@ -26,6 +26,8 @@ export interface DaemonOptions extends EngineOptions {
   /** The registry every command looks in (VBPFFS_STATE_ROOT, else /run/vbpffs). */
   stateRoot?: string;
   allowOther?: boolean;
+  /** The FUSE binding (else VBPFFS_FUSE, else fuse-native). */
+  fuse?: FuseBinding;
 }
 
 export interface Daemon {
@@ -89,7 +91,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const engine = await EngineClient.start({ cgroupRoot: opts.cgroupRoot, sim: opts.sim, mirror: opts.mirror, reconcileIntervalMs: opts.reconcileIntervalMs, stateDir, mountPoint, rootMode }).catch(failed);
   let fuse: FuseMount;
   try {
-    fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther });
+    fuse = await mountFuse(mountPoint, engine, { allowOther: opts.allowOther, fuse: opts.fuse });
   } catch (e) {
     await engine.stop();
     return failed(e);

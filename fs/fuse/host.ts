@@ -14,12 +14,27 @@ import Fuse from 'fuse-native';
 import { bpfError } from '../../uapi';
 import type { VfsBackend } from './backend';
 import { fuseOps } from './ops';
+import { mountLibfuse3 } from './libfuse3';
+
+/** The FUSE bindings: fuse-native (libfuse 2, the default) or our libfuse3 one (native/fuse3). */
+export type FuseBinding = 'fuse-native' | 'libfuse3';
+export const FUSE_BINDINGS: readonly FuseBinding[] = ['fuse-native', 'libfuse3'];
+
+/** The binding asked for: `--fuse`, else VBPFFS_FUSE, else fuse-native. */
+export function fuseBinding(asked?: string): FuseBinding {
+  const b = asked ?? process.env['VBPFFS_FUSE'] ?? 'fuse-native';
+  if (b === '' || b === 'fuse-native') return 'fuse-native';
+  if (b === 'libfuse3') return b;
+  throw bpfError('EINVAL', `the FUSE binding is fuse-native or libfuse3, not '${b}'`);
+}
 
 export interface MountOptions {
   /** Others may use the mount (then file modes are enforced: default_permissions). */
   allowOther?: boolean;
   /** Seconds the kernel may cache entries and attributes. */
   cacheSeconds?: number;
+  /** Which binding serves the mount (default: fuseBinding()). */
+  fuse?: FuseBinding;
 }
 
 export interface FuseMount {
@@ -28,6 +43,7 @@ export interface FuseMount {
 }
 
 export async function mountFuse(mountPoint: string, backend: VfsBackend, opts: MountOptions = {}): Promise<FuseMount> {
+  if (fuseBinding(opts.fuse) === 'libfuse3') return mountLibfuse3(mountPoint, backend, opts);
   const cache = String(opts.cacheSeconds ?? 1);
   const fuse = new Fuse(mountPoint, fuseOps(backend), {
     fsname: 'vbpffs,direct_io,use_ino',

@@ -1,0 +1,176 @@
+/**
+ * The libfuse3 backend (fs/fuse/libfuse3.ts over native/fuse3) on a real mount of the simulated
+ * tree: real processes (cat, dd, head, ls, find, stat, rm, mv, ln) use it. Skips, saying why, when
+ * FUSE or the addon is not there; the node table and the binding's choice are tested without one.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { examplePath } from '../progs/examples';
+import { startDaemon } from '../fs/daemon';
+import { stateDirFor } from '../fs/control/registry';
+import { fuseBinding, mountFuse } from '../fs/fuse/host';
+import { NodeTable, addonPaths, libfuse3Unavailable, loadAddon } from '../fs/fuse/libfuse3';
+import { fuseSkipReason } from './harness/mount';
+
+const run = promisify(execFile);
+const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
+
+t.test('the node table maps node ids to paths as the kernel looks them up, moves and forgets them', async (t) => {
+  const tab = new NodeTable();
+  const a = tab.remember(tab.root, 'a');
+  const b = tab.remember(a, 'b');
+  t.equal(tab.pathOf(tab.root), '/');
+  t.equal(tab.pathOf(b), '/a/b');
+  t.equal(tab.remember(a, 'b'), b, 'a second lookup is the same node');
+  t.not(b.id, a.id);
+  const c = tab.remember(tab.root, 'c');
+  tab.move(a, 'b', c, 'b2', false);
+  t.equal(tab.pathOf(b), '/c/b2', 'rename moves the node');
+  const d = tab.remember(tab.root, 'd');
+  tab.move(tab.root, 'a', tab.root, 'd', false);
+  t.equal(tab.pathOf(a), '/d');
+  t.equal(tab.pathOf(d), null, 'the replaced node has no path');
+  const e = tab.remember(tab.root, 'e');
+  tab.move(tab.root, 'e', tab.root, 'c', true);
+  t.equal(tab.pathOf(e), '/c');
+  t.equal(tab.pathOf(b), '/e/b2', 'RENAME_EXCHANGE swaps both');
+  tab.move(tab.root, 'nothing', tab.root, 'none', true);
+  tab.detach(tab.root, 'nothing');
+  tab.detach(c, 'nope');
+  t.equal(tab.pathOf(b), '/e/b2', 'detaching a name not there changes nothing');
+  tab.detach(c, 'b2');
+  t.equal(tab.pathOf(b), null, 'unlink detaches');
+  const before = tab.size;
+  tab.forget(b.id, 2);
+  t.equal(tab.node(b.id), undefined, 'forgotten once every lookup is');
+  t.equal(tab.size, before - 1);
+  tab.forget(a.id, 1);
+  tab.forget(12345, 1);
+  tab.forget(1, 1);
+  t.equal(tab.node(1), tab.root, 'the root is never forgotten');
+  const f = tab.remember(tab.root, 'f');
+  const g = tab.remember(f, 'g');
+  tab.forget(f.id, 1);
+  t.equal(tab.pathOf(g), '/f/g', 'a forgotten parent keeps its known child reachable');
+  t.equal(tab.remember(tab.root, 'f'), f, 'and is found again by name');
+  tab.forget(g.id, 1);
+  tab.forget(f.id, 1);
+  t.not(tab.remember(tab.root, 'f').id, f.id, 'a node dropped entirely gets a new id');
+});
+
+t.test('the binding: --fuse, else VBPFFS_FUSE, else fuse-native', async (t) => {
+  const saved = process.env['VBPFFS_FUSE'];
+  t.teardown(() => {
+    if (saved === undefined) delete process.env['VBPFFS_FUSE'];
+    else process.env['VBPFFS_FUSE'] = saved;
+  });
+  delete process.env['VBPFFS_FUSE'];
+  t.equal(fuseBinding(), 'fuse-native');
+  t.equal(fuseBinding('libfuse3'), 'libfuse3');
+  process.env['VBPFFS_FUSE'] = 'libfuse3';
+  t.equal(fuseBinding(), 'libfuse3');
+  t.equal(fuseBinding('fuse-native'), 'fuse-native', '--fuse wins');
+  process.env['VBPFFS_FUSE'] = '';
+  t.equal(fuseBinding(), 'fuse-native');
+  t.throws(() => fuseBinding('fuse2'), { code: 'EINVAL', message: /fuse-native or libfuse3, not 'fuse2'/ });
+});
+
+t.test('without the addon the backend is unavailable and says why', async (t) => {
+  const none = loadAddon(['/nonexistent/vbpffs_fuse3.node']);
+  t.match(none, { why: /not built.*setup\.sh/ });
+  const dir = mkdtempSync(path.join(tmpdir(), 'vbpffs-noaddon-'));
+  writeFileSync(path.join(dir, 'bad.node'), 'not an ELF file');
+  t.match(loadAddon([path.join(dir, 'bad.node')]), { why: /does not load/ });
+  t.ok(addonPaths().some((p) => p.endsWith(path.join('native', 'fuse3', 'build', 'Release', 'vbpffs_fuse3.node'))));
+  const why = libfuse3Unavailable();
+  if (why !== null) await t.rejects(mountFuse(path.join(dir, 'mnt'), undefined as never, { fuse: 'libfuse3' }), { code: 'ENODEV', message: why });
+});
+
+/** A cgroup_view printing `lines` numbered lines of 200 bytes (few helper calls: runs have a 50 ms deadline). */
+function bigView(dir: string, lines: number): string {
+  const file = path.join(dir, `big${lines}.ts`);
+  writeFileSync(
+    file,
+    `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
+export const big = SEC('cgroup_view', (ctx) => {
+  for (let i = 0; i < ${lines}; i++) bpf_seq_printf(ctx.meta.seq, '%5d %s\\n', i, '${LINE}');
+  return 0;
+});
+`,
+  );
+  return file;
+}
+
+const LINE = 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(6).slice(0, 193);
+const expectBig = (lines: number): string => Array.from({ length: lines }, (_, i) => `${String(i).padStart(5)} ${LINE}\n`).join('');
+
+t.test('a libfuse3 mount of the simulated tree', async (t) => {
+  const skip = (await fuseSkipReason()) || libfuse3Unavailable() || (process.getuid?.() === 0 ? false : 'libfuse3 mounts as root here (no fusermount3)');
+  t.test('(mounted)', { skip }, async (t) => {
+    const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-l3-'));
+    const mnt = path.join(base, 'mnt');
+    const stateRoot = path.join(base, 'state');
+    const daemon = await startDaemon({ mountPoint: mnt, state: stateDirFor(mnt, stateRoot), stateRoot, sim: 'demo', fuse: 'libfuse3' });
+    let stopped = false;
+    t.teardown(() => (stopped ? undefined : daemon.stop()));
+    const p = (...parts: string[]): string => path.join(mnt, ...parts);
+    const sh = async (cmd: string, ...args: string[]): Promise<string> => (await run(cmd, args, { encoding: 'utf8', env: { ...process.env, VBPFFS_STATE_ROOT: stateRoot }, maxBuffer: 16 << 20 })).stdout;
+    const cli = (...args: string[]): Promise<string> => sh(process.execPath, ...process.execArgv.filter((a) => !a.includes('processinfo')), CLI, ...args);
+
+    t.match(await readFile('/proc/self/mountinfo', 'utf8'), new RegExp(` ${mnt} .* fuse\\.vbpffs vbpffs `), 'mounted as fuse.vbpffs');
+    t.equal((await sh('stat', '-c', '%a %F', mnt)).trim(), '1777 directory');
+    t.equal(await sh('ls', '-A', mnt), '');
+
+    t.match(await cli('iter', 'pin', examplePath('procs'), p('procs')), /^pinned cgroup_view iterator link/);
+    t.same((await sh('ls', mnt)).trim().split('\n'), ['procs', 'system.slice', 'user.slice']);
+    t.equal(await sh('cat', p('system.slice', 'postgres.service', 'procs')), 'procs     2\nthreads   2\n', 'cat runs the view');
+    t.equal(await sh('cat', p('system.slice', 'postgres.service', 'procs')), 'procs     2\nthreads   2\n', 'and again: a session per open');
+    t.equal((await sh('find', mnt, '-name', 'procs')).trim().split('\n').length, 6);
+    t.match(await sh('stat', '-c', '%a %s %i %h', p('procs')), /^600 0 \d+ 1\n$/, 'pins are 0600, size 0, our inode numbers');
+    const ino = (await sh('stat', '-c', '%i', p('procs'))).trim();
+    t.match(await sh('ls', '-i', mnt), new RegExp(`${ino} procs`), 'readdir and stat agree on nothing but names; stat gives our ino');
+
+    await cli('iter', 'pin', bigView(base, 100), p('big'));
+    const big = p('system.slice', 'cron.service', 'big');
+    t.equal(await sh('cat', big), expectBig(100), 'a 20 KB view through cat');
+    t.equal(await sh('dd', `if=${big}`, 'bs=1000', 'status=none'), expectBig(100), 'the same read 1000 bytes at a time (21 reads and EOF)');
+    t.equal(await sh('head', '-c', '100', big), expectBig(100).slice(0, 100), 'a reader that closes early');
+    t.equal(await sh('sh', '-c', `exec 3<${big}; head -c 61 <&3 >/dev/null; head -c 61 <&3`), expectBig(100).slice(61, 122), 'two readers of one open file share its cursor');
+    await cli('iter', 'pin', bigView(base, 200), p('toobig'));
+    await t.rejects(sh('cat', p('user.slice', 'toobig')), /Argument list too long|Input\/output error/, 'a run that fails fails the read, as through fuse-native');
+
+    await t.rejects(sh('touch', p('file')), /Permission denied/);
+    await t.rejects(sh('mkfifo', p('fifo')), /Operation not permitted/);
+    await t.rejects(sh('mkdir', p('nocgroup')), /No such file or directory/);
+    await t.rejects(sh('cat', p('nothing')), /No such file or directory/);
+    await t.rejects(sh('truncate', '-s', '0', p('procs')), /Invalid argument/);
+    await sh('chmod', '0640', p('procs'));
+    t.equal((await sh('stat', '-c', '%a', p('procs'))).trim(), '640', 'chmod');
+    await sh('touch', '-d', '2001-02-03 04:05:06Z', p('procs'));
+    t.equal((await sh('stat', '-c', '%Y', p('procs'))).trim(), String(Date.UTC(2001, 1, 3, 4, 5, 6) / 1000), 'utimens');
+    await sh('touch', '-m', '-d', '2002-02-03 04:05:06Z', p('procs'));
+    t.equal((await sh('stat', '-c', '%Y', p('procs'))).trim(), String(Date.UTC(2002, 1, 3, 4, 5, 6) / 1000), 'mtime alone');
+    await sh('chown', '0:0', p('procs'));
+    t.match(await sh('stat', '-f', '-c', '%l', mnt), /^\d+\n$/, 'statfs');
+
+    await sh('mv', p('big'), p('big2'));
+    t.equal(await sh('cat', p('big2')), expectBig(100), 'a moved pin reads at its new name');
+    await t.rejects(sh('cat', p('big')), /No such file or directory/, 'and not at its old one');
+    await sh('ln', p('big2'), p('big3'));
+    t.equal((await sh('stat', '-c', '%i %h', p('big3'))).trim(), `${(await sh('stat', '-c', '%i', p('big2'))).trim()} 2`, 'ln makes a second name of one inode');
+    await sh('ln', '-s', 'big2', p('sym'));
+    t.equal((await sh('readlink', p('sym'))).trim(), 'big2');
+    await sh('rm', p('big2'), p('big3'), p('sym'), p('toobig'));
+    t.same((await sh('ls', mnt)).trim().split('\n'), ['procs', 'system.slice', 'user.slice'], 'rm drops the pins');
+    await t.rejects(sh('rmdir', p('system.slice')), /Directory not empty|Operation not permitted/, 'rmdir reaches the engine');
+
+    await daemon.stop();
+    stopped = true;
+    t.notMatch(await readFile('/proc/self/mountinfo', 'utf8'), ` ${mnt} `, 'unmounted');
+  });
+});
