@@ -393,6 +393,11 @@ export function isolatePrelude(
 
   const api: PreludeApi = {
     load(wrapper) {
+      // V8 compiles a function at its first call: formatting is exercised here, at load, under the
+      // load's own time limit, so that a view's first run does not pay for compiling bprintf.
+      const warm = new seqModule.BufferSeqSink(256);
+      seqModule.bpf_seq_printf(warm, '%d %5u %-4s %llx %lld %c %%\n', 1, 2, 'x', 3n, -4n, 65);
+      seqModule.bpf_seq_write(warm, utf8.encode('warm'));
       const exports: Record<string, unknown> = {};
       const module = { exports };
       try {
