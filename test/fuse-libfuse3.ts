@@ -3,7 +3,7 @@
  * tree: real processes (cat, dd, head, ls, find, stat, rm, mv, ln) use it. Skips, saying why, when
  * FUSE or the addon is not there; the node table and the binding's choice are tested without one.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,8 +14,11 @@ import { examplePath } from '../progs/examples';
 import { startDaemon } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { fuseBinding, mountFuse } from '../fs/fuse/host';
+import { parseMountArgs } from '../fs/cli-daemon';
 import { NodeTable, addonPaths, libfuse3Unavailable, loadAddon } from '../fs/fuse/libfuse3';
 import { fuseSkipReason } from './harness/mount';
+import { S_IFDIR, S_IFREG, bpfError } from '../uapi';
+import type { VfsBackend, VfsStat } from '../fs/fuse/backend';
 
 const run = promisify(execFile);
 const CLI = path.join(__dirname, '..', 'fs', 'cli.ts');
@@ -78,6 +81,9 @@ t.test('the binding: --fuse, else VBPFFS_FUSE, else fuse-native', async (t) => {
   process.env['VBPFFS_FUSE'] = '';
   t.equal(fuseBinding(), 'fuse-native');
   t.throws(() => fuseBinding('fuse2'), { code: 'EINVAL', message: /fuse-native or libfuse3, not 'fuse2'/ });
+  t.match(parseMountArgs(['/m', '--fuse', 'libfuse3']), { fuse: 'libfuse3' }, 'vbpffs mount --fuse');
+  t.notOk('fuse' in parseMountArgs(['/m']), 'no --fuse: the daemon asks VBPFFS_FUSE');
+  t.throws(() => parseMountArgs(['/m', '--fuse', 'fuse2']), { code: 'EINVAL' });
 });
 
 t.test('without the addon the backend is unavailable and says why', async (t) => {
@@ -91,14 +97,19 @@ t.test('without the addon the backend is unavailable and says why', async (t) =>
   if (why !== null) await t.rejects(mountFuse(path.join(dir, 'mnt'), undefined as never, { fuse: 'libfuse3' }), { code: 'ENODEV', message: why });
 });
 
-/** A cgroup_view printing `lines` numbered lines of 200 bytes (few helper calls: runs have a 50 ms deadline). */
+/**
+ * A cgroup_view printing `lines` numbered lines of 200 bytes, built first and written with one
+ * helper call: runs have a 50 ms deadline, which a helper call per line can miss on a loaded host.
+ */
 function bigView(dir: string, lines: number): string {
   const file = path.join(dir, `big${lines}.ts`);
   writeFileSync(
     file,
-    `import { SEC, bpf_seq_printf } from 'vbpffs/bpf';
+    `import { SEC, bpf_seq_write } from 'vbpffs/bpf';
+let text = '';
+for (let i = 0; i < ${lines}; i++) text += String(i).padStart(5) + ' ${LINE}\\n';
 export const big = SEC('cgroup_view', (ctx) => {
-  for (let i = 0; i < ${lines}; i++) bpf_seq_printf(ctx.meta.seq, '%5d %s\\n', i, '${LINE}');
+  bpf_seq_write(ctx.meta.seq, text);
   return 0;
 });
 `,
@@ -158,6 +169,8 @@ t.test('a libfuse3 mount of the simulated tree', async (t) => {
     await sh('chown', '0:0', p('procs'));
     t.match(await sh('stat', '-f', '-c', '%l', mnt), /^\d+\n$/, 'statfs');
 
+    await cli('iter', 'pin', examplePath('procs'), p('victim'));
+    t.match(await sh('sh', '-c', `exec 3<${p('victim')}; rm ${p('victim')}; stat -L -c %h /dev/fd/3; cat <&3`), /^0\nprocs +\d+\nthreads +\d+\n$/, 'a pin unlinked while open: fstat says nlink 0, and it reads on');
     await sh('mv', p('big'), p('big2'));
     t.equal(await sh('cat', p('big2')), expectBig(100), 'a moved pin reads at its new name');
     await t.rejects(sh('cat', p('big')), /No such file or directory/, 'and not at its old one');
@@ -172,5 +185,97 @@ t.test('a libfuse3 mount of the simulated tree', async (t) => {
     await daemon.stop();
     stopped = true;
     t.notMatch(await readFile('/proc/self/mountinfo', 'utf8'), ` ${mnt} `, 'unmounted');
+  });
+});
+
+/**
+ * A backend of our own, so the paths the engine never takes are taken for real: readEof (the EOF
+ * read answered by the binding), create that succeeds, a release that fails, and an unmount while
+ * a process holds a file open.
+ */
+function memBackend(): VfsBackend & { released: number; emptyReads: number } {
+  const now = new Date();
+  const big = Buffer.alloc(3 << 20, 'y');
+  const files = new Map<string, Uint8Array>([['/big', big]]);
+  const open = new Map<number, { data: Uint8Array; pos: number }>();
+  let fh = 1;
+  const st = (p: string): VfsStat => {
+    if (p === '/') return { ino: 1, mode: S_IFDIR | 0o755, nlink: 2, uid: 0, gid: 0, size: 0, atime: now, mtime: now, ctime: now };
+    const data = files.get(p);
+    if (data === undefined) throw bpfError('ENOENT', p);
+    return { ino: 10 + [...files.keys()].indexOf(p), mode: S_IFREG | 0o644, nlink: 1, uid: 0, gid: 0, size: 0, atime: now, mtime: now, ctime: now };
+  };
+  const no = async (): Promise<never> => {
+    throw bpfError('EPERM', 'no');
+  };
+  const b = {
+    released: 0,
+    emptyReads: 0,
+    getattr: async (p: string) => st(p),
+    readdir: async () => [...files.keys()].map((k) => k.slice(1)),
+    readlink: no,
+    mkdir: no,
+    rmdir: no,
+    unlink: no,
+    rename: no,
+    link: no,
+    symlink: no,
+    mknod: no,
+    chmod: no,
+    chown: no,
+    utimens: async () => {},
+    create: async (p: string) => void files.set(p, new Uint8Array(0)),
+    open: async (p: string) => {
+      open.set(fh, { data: files.get(p)!, pos: 0 });
+      return fh++;
+    },
+    read: async (h: number, size: number) => (await b.readEof(h, size)).bytes,
+    readEof: async (h: number, size: number) => {
+      const f = open.get(h);
+      if (f === undefined) throw new Error('a bug: no such handle'); // becomes EIO
+      const bytes = f.data.subarray(f.pos, f.pos + size);
+      f.pos += bytes.length;
+      if (bytes.length === 0) b.emptyReads++;
+      return { bytes, eof: f.pos === f.data.length };
+    },
+    release: async (h: number) => {
+      b.released++;
+      open.delete(h);
+      if (h % 2 === 0) throw bpfError('EBADF', 'a release that fails is only logged');
+    },
+    statfs: async () => ({ bsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255, type: 0 }),
+  };
+  return b;
+}
+
+t.test('a libfuse3 mount of a backend of the test\'s own', async (t) => {
+  const skip = (await fuseSkipReason()) || libfuse3Unavailable() || (process.getuid?.() === 0 ? false : 'libfuse3 mounts as root here (no fusermount3)');
+  t.test('(mounted)', { skip }, async (t) => {
+    const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-l3mem-'));
+    const backend = memBackend();
+    const m = await mountFuse(path.join(base, 'mnt'), backend, { fuse: 'libfuse3' });
+    let down = false;
+    t.teardown(() => (down ? undefined : m.unmount()));
+    const sh = async (cmd: string, ...args: string[]): Promise<string> => (await run(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20 })).stdout;
+    const big = path.join(m.mountPoint, 'big');
+    t.equal((await sh('sh', '-c', `cat ${big} | wc -c`)).trim(), String(3 << 20), 'a 3 MiB file reads whole');
+    t.equal((await sh('sh', '-c', `dd if=${big} bs=1M status=none | md5sum`)).trim(), (await sh('sh', '-c', `head -c ${3 << 20} /dev/zero | tr '\\0' y | md5sum`)).trim(), 'in order, read 1 MiB at a time');
+    t.equal(backend.emptyReads, 0, 'no read reached the backend at EOF: readEof said so, and the binding answered it');
+    await sh('touch', path.join(m.mountPoint, 'new'));
+    t.equal(await sh('cat', path.join(m.mountPoint, 'new')), '', 'create answers an entry and an open file');
+    t.same((await sh('ls', m.mountPoint)).trim().split('\n'), ['big', 'new']);
+    await t.rejects(sh('ls', path.join(m.mountPoint, 'big', 'x')), /Not a directory|No such file/);
+
+    // A reader holding the file open keeps the connection after the lazy unmount: it is aborted.
+    const holder = spawn('sh', ['-c', `exec 3<${big}; head -c 1 <&3 >/dev/null; sleep 3.5`], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    await m.unmount();
+    down = true;
+    t.ok(Date.now() - t0 < 8000, 'unmount ends though a file was open: aborted after 2 s, or once it is closed');
+    holder.kill();
+    t.notMatch(await readFile('/proc/self/mountinfo', 'utf8'), ` ${m.mountPoint} `, 'unmounted');
+    t.ok(backend.released >= 4, 'every open file was released');
+    await m.unmount();
   });
 });

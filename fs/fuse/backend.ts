@@ -31,4 +31,10 @@ export interface VfsBackend {
   read(fh: number, size: number): Promise<Uint8Array>;
   release(fh: number): Promise<void>;
   statfs(): Promise<VfsStatfs>;
+  /**
+   * Optional: read() that also says whether the file is at its end: true only when the next read
+   * would return nothing and run nothing. The libfuse3 binding then answers that EOF read itself
+   * instead of asking; backends without it are asked for every read.
+   */
+  readEof?(fh: number, size: number): Promise<{ bytes: Uint8Array; eof: boolean }>;
 }

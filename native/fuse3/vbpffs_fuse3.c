@@ -4,10 +4,9 @@
  * Requests that need the engine cross to JS through one threadsafe function and are answered from
  * JS through the reply functions below. What needs no engine is answered here, on the libfuse
  * thread that received it: flush, write (bpffs files take no writes), opendir/releasedir, a
- * directory's entries after its first readdir call, and every read of an open file whose bytes JS
- * has already handed over (fs/fuse/libfuse3.ts fetches ahead to EOF), the EOF read included. So a
- * `cat` of a view crosses into JS for open and its first read, and release is a message that needs
- * no answer.
+ * directory's entries after its first readdir call, reads of bytes JS has handed over and not yet
+ * given out, and the EOF read once JS has said the file is at its end. Release is answered here
+ * too; JS gets a message that needs no answer.
  *
  * Reads ignore the offset and follow a cursor, as fuse-native's path did and as bpf_seq_read does:
  * an iterator file is a stream.
@@ -405,7 +404,16 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { send_msg(req, msg_new(OP_STATFS, req, ino, NULL, NULL)); }
 
+/*
+ * Reads follow a cursor, so the parts of one large direct read must come one after another, not
+ * as parallel requests that libfuse's threads could take in any order.
+ */
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  conn->want &= ~FUSE_CAP_ASYNC_DIO;
+}
+
 static const struct fuse_lowlevel_ops ops = {
+  .init = ll_init,
   .lookup = ll_lookup,
   .forget = ll_forget,
   .forget_multi = ll_forget_multi,
@@ -622,8 +630,9 @@ static napi_value reply_open(napi_env env, napi_callback_info info) {
 
 /*
  * (file, bytes | null, status): bytes the reader has not taken yet, and what follows them:
- * 0 more is being fetched, 1 the fetch stopped short of EOF (the next read past these bytes asks
- * again), 2 EOF, a negative errno the next read past these bytes fails with (then asks again).
+ * 0 more is being fetched, 1 the fetch is done (a read past these bytes asks again; with no bytes,
+ * the read waiting is answered empty), 2 EOF (every read past these bytes is answered empty here),
+ * a negative errno the read waiting past these bytes fails with (the next one asks again).
  */
 static napi_value feed(napi_env env, napi_callback_info info) {
   ARGS(3)
@@ -666,18 +675,19 @@ static napi_value feed(napi_env env, napi_callback_info info) {
   if (status != 0) f->fetching = 0;
   if (status == 2) f->eof = 1;
   if (status < 0) f->err = -status;
+  /* An empty read that is not EOF: the read waiting for it returns 0, as the backend said. */
+  int empty = status == 1 && n == 0;
   while (f->head) {
     struct parked *p = f->head;
     if (!serve(f, p->req, p->size)) {
-      if (!f->fetching) fetch(f, p->req, p->size);
-      if (!f->fetching) {
-        f->head = p->next;
-        if (!f->head) f->tail = NULL;
+      if (empty) {
+        fuse_reply_buf(p->req, NULL, 0);
+        empty = 0;
+      } else {
+        if (!f->fetching) fetch(f, p->req, p->size);
+        if (f->fetching) break;
         fuse_reply_err(p->req, EIO);
-        free(p);
-        continue;
       }
-      break;
     }
     f->head = p->next;
     if (!f->head) f->tail = NULL;
@@ -867,8 +877,7 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
   if (!s) THROW(env, "not a session");
   if (s->thread_started) pthread_join(s->thread, NULL);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
-  /* The connection is gone: this only closes /dev/fuse. */
-  fuse_session_unmount(s->se);
+  /* Unmounted already (js_unmount): destroying closes /dev/fuse; fuse_session_unmount would try again. */
   fuse_session_destroy(s->se);
   session_free(s);
   return undef(env);
