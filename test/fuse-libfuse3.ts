@@ -15,9 +15,9 @@ import { startDaemon } from '../fs/daemon';
 import { stateDirFor } from '../fs/control/registry';
 import { fuseBinding, mountFuse } from '../fs/fuse/host';
 import { parseMountArgs } from '../fs/cli-daemon';
-import { NodeTable, addonPaths, libfuse3Unavailable, loadAddon } from '../fs/fuse/libfuse3';
+import { NodeTable, OP, addonPaths, libfuse3Unavailable, loadAddon, serve, type Addon, type Handler } from '../fs/fuse/libfuse3';
 import { fuseSkipReason } from './harness/mount';
-import { S_IFDIR, S_IFREG, bpfError } from '../uapi';
+import { ERRNO, S_IFDIR, S_IFREG, bpfError } from '../uapi';
 import type { VfsBackend, VfsStat } from '../fs/fuse/backend';
 
 const run = promisify(execFile);
@@ -196,7 +196,7 @@ t.test('a libfuse3 mount of the simulated tree', async (t) => {
 function memBackend(): VfsBackend & { released: number; emptyReads: number } {
   const now = new Date();
   const big = Buffer.alloc(3 << 20, 'y');
-  const files = new Map<string, Uint8Array>([['/big', big]]);
+  const files = new Map<string, Uint8Array>([['/big', big], ['/slow', Buffer.from('slow\n')]]);
   const open = new Map<number, { data: Uint8Array; pos: number }>();
   let fh = 1;
   const st = (p: string): VfsStat => {
@@ -233,6 +233,7 @@ function memBackend(): VfsBackend & { released: number; emptyReads: number } {
     readEof: async (h: number, size: number) => {
       const f = open.get(h);
       if (f === undefined) throw new Error('a bug: no such handle'); // becomes EIO
+      if (f.data.length === 5) await new Promise((r) => setTimeout(r, 1500));
       const bytes = f.data.subarray(f.pos, f.pos + size);
       f.pos += bytes.length;
       if (bytes.length === 0) b.emptyReads++;
@@ -263,7 +264,12 @@ t.test('a libfuse3 mount of a backend of the test\'s own', async (t) => {
     t.equal(backend.emptyReads, 0, 'no read reached the backend at EOF: readEof said so, and the binding answered it');
     await sh('touch', path.join(m.mountPoint, 'new'));
     t.equal(await sh('cat', path.join(m.mountPoint, 'new')), '', 'create answers an entry and an open file');
-    t.same((await sh('ls', m.mountPoint)).trim().split('\n'), ['big', 'new']);
+    t.same((await sh('ls', m.mountPoint)).trim().split('\n'), ['big', 'new', 'slow']);
+    const released = backend.released;
+    await t.rejects(sh('timeout', '-s', 'KILL', '0.5', 'cat', path.join(m.mountPoint, 'slow')), 'a reader killed while its read waits on the backend');
+    await new Promise((r) => setTimeout(r, 2000));
+    t.equal(backend.released, released + 1, 'its file is released once the read it left comes back');
+    t.equal(await sh('cat', path.join(m.mountPoint, 'slow')), 'slow\n');
     await t.rejects(sh('ls', path.join(m.mountPoint, 'big', 'x')), /Not a directory|No such file/);
 
     // A reader holding the file open keeps the connection after the lazy unmount: it is aborted.
@@ -278,4 +284,83 @@ t.test('a libfuse3 mount of a backend of the test\'s own', async (t) => {
     t.ok(backend.released >= 4, 'every open file was released');
     await m.unmount();
   });
+});
+
+/**
+ * The JS half over a recording addon, with no kernel: every operation's request and reply, so it
+ * is covered where the addon is not built too.
+ */
+t.test('the JS half answers each operation through the addon', async (t) => {
+  const replies: unknown[][] = [];
+  let handler!: Handler;
+  const fake: Addon = {
+    mount: (_m, _o, h) => ((handler = h), {}),
+    unmount: () => setImmediate(() => handler(OP.EXIT, undefined, 0, [], undefined, undefined, undefined, 0, 0, 0)),
+    destroy: () => undefined,
+    replyErr: (...a) => void replies.push(['err', ...a]),
+    replyEntry: (...a) => void replies.push(['entry', ...a]),
+    replyAttr: (...a) => void replies.push(['attr', ...a]),
+    replyReadlink: (...a) => void replies.push(['readlink', ...a]),
+    replyStatfs: (...a) => void replies.push(['statfs', ...a]),
+    replyOpen: (...a) => (replies.push(['open', ...a]), { file: a[1] }),
+    replyDir: (...a) => void replies.push(['dir', ...a]),
+    feed: (...a) => void replies.push(['feed', ...a]),
+    fileClose: () => undefined,
+  };
+  const backend = memBackend();
+  Object.assign(backend, {
+    readlink: async () => 'target',
+    mkdir: async () => undefined,
+    mknod: async () => undefined,
+    symlink: async () => undefined,
+    unlink: async () => undefined,
+    rmdir: async () => undefined,
+    rename: async () => undefined,
+    link: async () => undefined,
+    chmod: async () => undefined,
+    chown: async () => undefined,
+  });
+  const m = await serve(fake, path.join(mkdtempSync(path.join(tmpdir(), 'vbpffs-fake-')), 'mnt'), backend, { allowOther: true });
+  let n = 0n;
+  /** Sends a request; the reply it got. */
+  const ask = async (op: number, ino: number, v: number[] = [], name?: string, name2?: string, ptr?: object): Promise<unknown[]> => {
+    const req = ++n;
+    handler(op, req, ino, v, name, name2, ptr, 0, 0, 1);
+    for (let i = 0; i < 100 && !replies.some((r) => r[1] === req); i++) await new Promise((r) => setTimeout(r, 5));
+    const r = replies.find((x) => x[1] === req)!;
+    return [r[0], ...r.slice(2)];
+  };
+  t.match(await ask(OP.LOOKUP, 1, [], 'big'), ['entry', 2]);
+  t.match(await ask(OP.LOOKUP, 1, [], 'nothing'), ['err', ERRNO.ENOENT]);
+  t.match(await ask(OP.GETATTR, 2), ['attr', [10]]);
+  t.match(await ask(OP.GETATTR, 99), ['err', ERRNO.ENOENT], 'an unknown node');
+  t.match(await ask(OP.SETATTR, 2, [1 | 2 | 4 | 16 | 256, 0o600, 0, 0, 1000, 0]), ['attr']);
+  t.match(await ask(OP.SETATTR, 2, [32 | 128, 0, 0, 0, 0, 2000]), ['attr']);
+  t.match(await ask(OP.SETATTR, 2, [16, 0, 0, 0, 3000, 0]), ['attr'], 'atime alone keeps mtime');
+  t.match(await ask(OP.SETATTR, 2, [8]), ['err', ERRNO.EINVAL], 'no truncate');
+  t.match(await ask(OP.READLINK, 2), ['readlink', 'target']);
+  t.match(await ask(OP.MKNOD, 1, [0o100644], 'new'), ['err', ERRNO.ENOENT], 'made, but not there: the entry fails');
+  t.match(await ask(OP.CREATE, 1, [0o100644, 0], 'made'), ['open', 1, 3]);
+  t.match(await ask(OP.MKDIR, 1, [0o755], 'made'), ['entry', 3]);
+  t.match(await ask(OP.SYMLINK, 1, [], 'made', 'target'), ['entry', 3]);
+  t.match(await ask(OP.LINK, 2, [1], 'made'), ['entry', 3]);
+  t.match(await ask(OP.LINK, 2, [99], 'x'), ['err', ERRNO.ENOENT]);
+  t.match(await ask(OP.RENAME, 1, [1, 0], 'made', 'big'), ['err', 0]);
+  t.match(await ask(OP.RENAME, 1, [99, 0], 'big', 'x'), ['err', ERRNO.ENOENT]);
+  t.match(await ask(OP.GETATTR, 2), ['attr', [10, 0o100644, 0]], 'the replaced node answers fstat from its last stat, nlink 0');
+  t.match(await ask(OP.UNLINK, 1, [], 'big'), ['err', 0]);
+  t.match(await ask(OP.RMDIR, 1, [], 'made'), ['err', 0]);
+  t.match(await ask(OP.READDIR, 1, [4096, 0], undefined, undefined, {}), ['dir', {}, ['big', 'slow', 'made']]);
+  t.match(await ask(OP.STATFS, 1), ['statfs', [4096]]);
+  t.match(await ask(OP.OPEN, 1, [0]), ['open', 2]);
+  handler(OP.READ, 25n, 0, [4096, 2], undefined, undefined, { file: 2 }, 0, 0, 0);
+  handler(OP.READ, 26n, 0, [4096, 99], undefined, undefined, {}, 0, 0, 0);
+  handler(OP.RELEASE, undefined, 0, [99], undefined, undefined, {}, 0, 0, 0);
+  handler(OP.FORGET, undefined, 2, [1], undefined, undefined, undefined, 0, 0, 0);
+  for (let i = 0; i < 100 && !replies.some((r) => r[0] === 'feed'); i++) await new Promise((r) => setTimeout(r, 5));
+  t.match(replies.find((r) => r[0] === 'feed'), ['feed', { file: 2 }, null, -ERRNO.EIO], 'a backend bug is EIO');
+  t.match(await ask(OP.OPEN, 3), ['err', ERRNO.ENOENT], 'an unlinked node has no path to open');
+  t.match(await ask(OP.OPEN, 1, [0]), ['open', 3]);
+  await m.unmount();
+  t.equal(backend.released, 3, 'files still open at unmount are released');
 });

@@ -15,7 +15,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import createDebug from 'debug';
 import { ERRNO, bpfError } from '../../uapi';
-import type { VfsBackend, VfsStat } from './backend';
+import type { VfsBackend, VfsStat, VfsStatfs } from './backend';
 import { fuseErrno } from './ops';
 
 const debug = createDebug('vbpffs:fs');
@@ -25,7 +25,7 @@ const ROOT_ID = 1;
 type Req = bigint;
 type Ext = object;
 
-interface Addon {
+export interface Addon {
   mount(mountPoint: string, options: string, handler: Handler, autoUnmount: boolean): Ext;
   unmount(session: Ext): void;
   destroy(session: Ext): void;
@@ -47,9 +47,9 @@ export interface RequestContext {
   pid: number;
 }
 
-type Handler = (op: number, req: Req | undefined, ino: number, v: number[], name: string | undefined, name2: string | undefined, ptr: Ext | undefined, uid: number, gid: number, pid: number) => void;
+export type Handler = (op: number, req: Req | undefined, ino: number, v: number[], name: string | undefined, name2: string | undefined, ptr: Ext | undefined, uid: number, gid: number, pid: number) => void;
 
-const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, READLINK: 5, MKNOD: 6, MKDIR: 7, UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, LINK: 12, OPEN: 13, READ: 14, RELEASE: 15, READDIR: 16, STATFS: 17, CREATE: 18, EXIT: 19 } as const;
+export const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, READLINK: 5, MKNOD: 6, MKDIR: 7, UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, LINK: 12, OPEN: 13, READ: 14, RELEASE: 15, READDIR: 16, STATFS: 17, CREATE: 18, EXIT: 19 } as const;
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const;
 const RENAME_EXCHANGE = 2;
 /** feed()'s status after the bytes: the next read asks again, or is answered as EOF. */
@@ -208,7 +208,11 @@ export interface Libfuse3Mount {
 export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opts: Libfuse3Options = {}): Promise<Libfuse3Mount> {
   const l = load();
   if ('why' in l) throw bpfError('ENODEV', l.why);
-  const addon = l.addon;
+  return serve(l.addon, mountPoint, backend, opts);
+}
+
+/** The JS half over any addon of this shape (the tests drive it with a recording one too). */
+export async function serve(addon: Addon, mountPoint: string, backend: VfsBackend, opts: Libfuse3Options = {}): Promise<Libfuse3Mount> {
   const timeout = opts.cacheSeconds ?? 1;
   const table = new NodeTable();
   const files = new Map<number, OpenFile>();
@@ -220,9 +224,15 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
   await mkdir(mountPoint, { recursive: true });
   if (!(await stat(mountPoint)).isDirectory()) throw bpfError('ENOTDIR', `${mountPoint} is not a directory`);
 
-  const fail = (req: Req, op: string, p: string) => (e: unknown) => {
-    if (live) addon.replyErr(req, -fuseErrno(e, op, p));
-  };
+  /** `f`, run only while the session lives: after unmount its requests are gone with it. */
+  const whenLive =
+    <A extends unknown[]>(f: (...a: A) => void) =>
+    (...a: A): void => {
+      /* c8 ignore next -- a backend answering after unmount */
+      if (!live) return;
+      f(...a);
+    };
+  const fail = (req: Req, op: string, p: string): ((e: unknown) => void) => whenLive((e: unknown) => addon.replyErr(req, -fuseErrno(e, op, p)));
   const err = (req: Req, errno: number): void => addon.replyErr(req, errno);
 
   const finish = (id: number, f: OpenFile): void => {
@@ -236,27 +246,28 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
     f.fetching = true;
     try {
       const { bytes, eof } = backend.readEof !== undefined ? await backend.readEof(f.fh, size) : { bytes: await backend.read(f.fh, size), eof: false };
-      if (live && !f.released) addon.feed(f.ext, bytes, eof ? FEED.EOF : FEED.DONE);
+      // The addon drops what comes for a file already released.
+      whenLive(() => addon.feed(f.ext, bytes, eof ? FEED.EOF : FEED.DONE))();
     } catch (e) {
-      if (live && !f.released) addon.feed(f.ext, null, fuseErrno(e, 'read', f.path));
+      whenLive(() => addon.feed(f.ext, null, fuseErrno(e, 'read', f.path)))();
     } finally {
       f.fetching = false;
-      if (f.released && live) finish(id, f);
+      if (f.released) whenLive(finish)(id, f);
     }
   }
 
   /** Answers an entry (lookup, mknod, mkdir, symlink, link) for `name` in `parent`. */
   const entry = (req: Req, parent: Node, name: string, p: string, op: string): Promise<void> =>
-    backend.getattr(p).then((st) => {
-      if (!live) return;
+    backend.getattr(p).then(whenLive((st: VfsStat) => {
       const n = table.remember(parent, name);
       n.stat = statArray(st);
       addon.replyEntry(req, n.id, n.stat, timeout);
-    }, fail(req, op, p));
+    }), fail(req, op, p));
 
   const join = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 
   const handler: Handler = (op, req, ino, v, name, name2, ptr, uid, gid, pid) => {
+    /* c8 ignore next -- nothing comes after OP.EXIT, the last message */
     if (!live) return;
     if (op === OP.EXIT) return exited();
     if (op === OP.FORGET) return table.forget(ino, v[0]!);
@@ -288,15 +299,14 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
       case OP.LOOKUP:
         return void entry(r, node, name!, child, 'lookup');
       case OP.GETATTR:
-        return void backend.getattr(p).then((st) => {
-          if (!live) return;
+        return void backend.getattr(p).then(whenLive((st: VfsStat) => {
           node.stat = statArray(st);
           addon.replyAttr(r, node.stat, timeout);
-        }, fail(r, 'getattr', p));
+        }), fail(r, 'getattr', p));
       case OP.SETATTR:
         return void setattr(r, p, v);
       case OP.READLINK:
-        return void backend.readlink(p).then((t) => live && addon.replyReadlink(r, t), fail(r, 'readlink', p));
+        return void backend.readlink(p).then(whenLive((t: string) => addon.replyReadlink(r, t)), fail(r, 'readlink', p));
       case OP.MKNOD:
         return void backend.mknod(child, v[0]!).then(() => entry(r, node, name!, child, 'mknod'), fail(r, 'mknod', child));
       case OP.MKDIR:
@@ -308,7 +318,7 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
         const what = op === OP.UNLINK ? 'unlink' : 'rmdir';
         return void (op === OP.UNLINK ? backend.unlink(child) : backend.rmdir(child)).then(() => {
           table.detach(node, name!);
-          if (live) err(r, 0);
+          whenLive(err)(r, 0);
         }, fail(r, what, child));
       }
       case OP.RENAME: {
@@ -318,7 +328,7 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
         const dest = join(toDir, name2!);
         return void backend.rename(child, dest, v[1]!).then(() => {
           table.move(node, name!, to, name2!, (v[1]! & RENAME_EXCHANGE) !== 0);
-          if (live) err(r, 0);
+          whenLive(err)(r, 0);
         }, fail(r, 'rename', child));
       }
       case OP.LINK: {
@@ -329,20 +339,19 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
         return void backend.link(p, dest).then(() => entry(r, to, name!, dest, 'link'), fail(r, 'link', dest));
       }
       case OP.OPEN:
-        return void backend.open(p, v[0]!).then((fh) => opened(r, fh, p), fail(r, 'open', p));
+        return void backend.open(p, v[0]!).then(whenLive((fh: number) => opened(r, fh, p)), fail(r, 'open', p));
       case OP.CREATE:
         return void backend
           .create(child, v[0]!)
           .then(() => backend.getattr(child))
-          .then((st) => {
-            if (!live) return;
+          .then(whenLive((st: VfsStat) => {
             const n = table.remember(node, name!);
             opened(r, 0, child, n.id, statArray(st));
-          }, fail(r, 'create', child));
+          }), fail(r, 'create', child));
       case OP.READDIR:
-        return void backend.readdir(p).then((names) => live && addon.replyDir(r, ptr!, names, v[0]!, v[1]!), fail(r, 'readdir', p));
+        return void backend.readdir(p).then(whenLive((names: string[]) => addon.replyDir(r, ptr!, names, v[0]!, v[1]!)), fail(r, 'readdir', p));
       case OP.STATFS:
-        return void backend.statfs().then((s) => live && addon.replyStatfs(r, [s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax]), fail(r, 'statfs', p));
+        return void backend.statfs().then(whenLive((s: VfsStatfs) => addon.replyStatfs(r, [s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax])), fail(r, 'statfs', p));
       /* c8 ignore next 2 -- the addon sends no other operation */
       default:
         return err(r, ERRNO.ENOSYS);
@@ -350,7 +359,6 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
   };
 
   function opened(req: Req, fh: number, p: string, node?: number, st?: number[]): void {
-    if (!live) return;
     const id = nextFile++;
     const ext = node === undefined ? addon.replyOpen(req, id) : addon.replyOpen(req, id, node, st, timeout);
     /* c8 ignore next 4 -- the opener was interrupted before the reply: the kernel sends no release */
@@ -376,7 +384,7 @@ export async function mountLibfuse3(mountPoint: string, backend: VfsBackend, opt
         await backend.utimens(p, new Date(a), new Date(m));
       }
       const st = await backend.getattr(p);
-      if (live) addon.replyAttr(req, statArray(st), timeout);
+      whenLive(() => addon.replyAttr(req, statArray(st), timeout))();
     } catch (e) {
       fail(req, 'setattr', p)(e);
     }

@@ -6,10 +6,13 @@
  * reader is a process of its own (scripts/bench-fs-reader.ts, find, cat): this process serves the
  * bare FUSE mount, and a synchronous call of its own into that mount would wait for itself.
  *
- * a. open + read to EOF + close, p50/p99 µs, the three files taken in turn each round: a cgroup's
- *    cpu view; a bare fuse-native file of the same bytes, served from this process through
- *    fs/fuse/host.ts's mountFuse (same options, direct_io included) by a backend that holds them;
- *    and a cgroup's own cpu.stat on the host's cgroup2 mount (a cgroup made for the bench).
+ * a. open + read to EOF + close, p50/p99 µs, the files taken in turn each round: a cgroup's cpu
+ *    view; a bare file of the same bytes, served from this process through fs/fuse/host.ts's
+ *    mountFuse (same options, direct_io included) by a backend that holds them; each through both
+ *    FUSE bindings (fuse-native, and libfuse3 when its addon is built: a second daemon with
+ *    `--fuse libfuse3`); and a cgroup's own cpu.stat on the host's cgroup2 mount (a cgroup made
+ *    for the bench). Then the serving process's CPU per read of each FUSE file, one reader at a
+ *    time for RATE_MS (the daemon's /proc/PID/stat, or this process's own for the bare files).
  * b. ops/s of 1 reader and of 2 concurrent readers (two processes, two cgroups' cpu views), and the
  *    scaling; the same for the bare file.
  * c. `find MNT -name procs | xargs cat` over 1,000 mirrored cgroups, s; against the same over a
@@ -35,6 +38,7 @@ import { examplePath } from '../../progs/examples';
 import { mountFuse, type FuseMount } from '../../fs/fuse/host';
 import type { VfsBackend, VfsStat } from '../../fs/fuse/backend';
 import { fuseBenchSkipReason } from '../bench-skip';
+import { libfuse3Unavailable } from '../../fs/fuse/libfuse3';
 
 const exec = promisify(execFile);
 const CLI = path.join(__dirname, '..', '..', 'fs', 'cli.js');
@@ -64,10 +68,10 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** A daemon on a simulated tree (`sim`), or on the host's cgroup2 mount when `sim` is null. */
-async function startDaemon(base: string, name: string, sim: string | null): Promise<DaemonProc> {
+async function startDaemon(base: string, name: string, sim: string | null, fuse = 'fuse-native'): Promise<DaemonProc> {
   const mnt = path.join(base, name);
   const env = { ...process.env, VBPFFS_STATE_ROOT: path.join(base, 'state') };
-  const source = sim === null ? [] : ['--sim', sim];
+  const source = [...(sim === null ? [] : ['--sim', sim]), '--fuse', fuse];
   const child = spawn(process.execPath, [CLI, 'mount', mnt, ...source, '--foreground'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -203,34 +207,59 @@ async function rate(files: string[]): Promise<number> {
 
 // --- the figures ----------------------------------------------------------------------------------
 
-async function latencies(view: string, bare: string, host: HostStat): Promise<void> {
-  const files = host.file === null ? [view, bare] : [view, bare, host.file];
-  const r = await reader<{ bytes: number[]; us: number[][] }>('latency', String(WARMUP), String(ROUNDS), ...files);
-  const [v, b, h] = r.us.map((xs) => xs.sort((x, y) => x - y));
-  const fig = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(1)} us  p99 ${pct(xs, 99).toFixed(1)} us`;
+interface Target {
+  label: string;
+  file: string;
+  /** The serving process's CPU so far, µs (none for files the kernel serves). */
+  cpuUs?: () => Promise<number>;
+}
+
+/** utime + stime of a process, µs. */
+async function procCpuUs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ');
+  // Fields 14 and 15 of stat(5), counted here from field 3 (state).
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+}
+
+const selfCpuUs = async (): Promise<number> => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+async function latencies(targets: Target[], view: string): Promise<void> {
+  const r = await reader<{ bytes: number[]; us: number[][] }>('latency', String(WARMUP), String(ROUNDS), ...targets.map((x) => x.file));
+  const sorted = r.us.map((xs) => xs.sort((x, y) => x - y));
+  const fig = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(1).padStart(7)} us  p99 ${pct(xs, 99).toFixed(1).padStart(7)} us`;
   console.log(`(a) open + read to EOF + close, ${ROUNDS} rounds, the files in turn:`);
-  console.log(`    cgroup_view cpu file (${r.bytes[0]} B) through vbpffs:   ${fig(v!)}`);
-  console.log(`    bare fuse-native file (${r.bytes[1]} B), same options:    ${fig(b!)}`);
-  const ratio = (p: number, base: number[]): string => (pct(v!, p) / pct(base, p)).toFixed(2);
-  console.log(`    vbpffs / bare fuse-native: ${ratio(50, b!)}x at p50, ${ratio(99, b!)}x at p99`);
-  if (h === undefined) {
-    console.log(`    host cgroup cpu.stat: skipped (${host.why})`);
-  } else {
-    console.log(`    host cgroup's own cpu.stat (${r.bytes[2]} B, ${host.file}): ${fig(h)}`);
-    console.log(`    vbpffs / host cpu.stat: ${ratio(50, h)}x at p50, ${ratio(99, h)}x at p99`);
+  targets.forEach((x, i) => console.log(`    ${`${x.label} (${r.bytes[i]} B)`.padEnd(52)} ${fig(sorted[i]!)}`));
+  const base = sorted[targets.findIndex((x) => x.file === view)]!;
+  for (let i = 0; i < targets.length; i++) {
+    if (targets[i]!.file === view) continue;
+    console.log(`    fuse-native view / ${targets[i]!.label}: ${(pct(base, 50) / pct(sorted[i]!, 50)).toFixed(2)}x at p50`);
+  }
+  console.log(`    serving process CPU per read (one reader, ${RATE_MS / 1000} s each):`);
+  for (const x of targets) {
+    if (x.cpuUs === undefined) continue;
+    const c0 = await x.cpuUs();
+    const start = Date.now() + 200;
+    const { ops } = await reader<{ ops: number; seconds: number }>('rate', String(start), String(RATE_MS), x.file);
+    const c1 = await x.cpuUs();
+    console.log(`    ${x.label.padEnd(52)} ${((c1 - c0) / ops).toFixed(1).padStart(7)} us CPU per read (${ops} reads)`);
   }
 }
 
-async function concurrency(views: [string, string], bare: string): Promise<void> {
-  const v1 = await rate([views[0]]);
-  const v2 = await rate(views);
-  const b1 = await rate([bare]);
-  const b2 = await rate([bare, bare]);
-  const line = (what: string, one: number, two: number): string =>
-    `    ${what}: 1 reader ${one.toFixed(0)} ops/s, 2 concurrent readers ${two.toFixed(0)} ops/s together: ${(two / one).toFixed(2)}x`;
+async function concurrency(pairs: { label: string; files: [string, string] }[]): Promise<void> {
   console.log(`(b) open + read + close in a loop for ${RATE_MS / 1000} s per reader process (${cpus().length} CPUs):`);
-  console.log(line('vbpffs cgroup_view cpu files (two cgroups)', v1, v2));
-  console.log(line('bare fuse-native file', b1, b2));
+  for (const { label, files } of pairs) {
+    try {
+      const one = await rate([files[0]]);
+      const two = await rate(files);
+      console.log(`    ${label}: 1 reader ${one.toFixed(0)} ops/s, 2 concurrent readers ${two.toFixed(0)} ops/s together: ${(two / one).toFixed(2)}x`);
+    } catch (e) {
+      // A view's run can miss its deadline on a loaded host (EIO): that row fails, not the bench.
+      console.log(`    ${label}: failed (${(e as Error).message.split('\n').find((l) => l.startsWith('Error:')) ?? (e as Error).message})`);
+    }
+  }
 }
 
 /** Runs `find ROOT -name procs | xargs cat`: seconds and the number of files cat printed. */
@@ -368,27 +397,62 @@ export async function run(): Promise<void> {
   }
   const base = mkdtempSync(path.join(tmpdir(), 'vbpffs-bench-fs-'));
   const host = await hostCpuStat();
+  const l3why = libfuse3Unavailable();
   let d: DaemonProc | null = null;
+  let d3: DaemonProc | null = null;
   let bare: FuseMount | null = null;
+  let bare3: FuseMount | null = null;
   try {
     d = await startDaemon(base, 'mnt', 'bench-1k');
     await pinViews(d);
     const rss1k = await settledRss(d);
-    const view = path.join(d.mnt, 'slice-3.slice', 'svc-42.service', 'cpu');
+    const cell = (m: string, svc: string): string => path.join(m, 'slice-3.slice', svc, 'cpu');
+    const view = cell(d.mnt, 'svc-42.service');
     const other = path.join(d.mnt, 'slice-5.slice', 'svc-7.service', 'cpu');
     // The second read of a cpu view is its usual shape (the first has no rate yet).
     await exec('cat', [view]);
     const bytes = Buffer.from((await exec('cat', [view])).stdout);
-    bare = await mountFuse(path.join(base, 'bare'), bareBackend(bytes));
+    bare = await mountFuse(path.join(base, 'bare'), bareBackend(bytes), { fuse: 'fuse-native' });
     const bareFile = path.join(bare.mountPoint, 'file');
-    await latencies(view, bareFile, host);
-    await concurrency([view, other], bareFile);
+    const targets: Target[] = [
+      { label: 'vbpffs cpu view, fuse-native', file: view, cpuUs: () => procCpuUs(d!.pid) },
+      { label: 'bare file, fuse-native', file: bareFile, cpuUs: selfCpuUs },
+    ];
+    const pairs: { label: string; files: [string, string] }[] = [
+      { label: 'vbpffs cpu views (two cgroups), fuse-native', files: [view, other] },
+      { label: 'bare file, fuse-native', files: [bareFile, bareFile] },
+    ];
+    if (l3why === null) {
+      d3 = await startDaemon(base, 'mnt3', 'bench-1k', 'libfuse3');
+      await pinViews(d3);
+      const view3 = cell(d3.mnt, 'svc-42.service');
+      await exec('cat', [view3]);
+      bare3 = await mountFuse(path.join(base, 'bare3'), bareBackend(bytes), { fuse: 'libfuse3' });
+      const bare3File = path.join(bare3.mountPoint, 'file');
+      targets.push({ label: 'vbpffs cpu view, libfuse3', file: view3, cpuUs: () => procCpuUs(d3!.pid) }, { label: 'bare file, libfuse3', file: bare3File, cpuUs: selfCpuUs });
+      pairs.push(
+        { label: 'vbpffs cpu views (two cgroups), libfuse3', files: [view3, path.join(d3.mnt, 'slice-5.slice', 'svc-7.service', 'cpu')] },
+        { label: 'bare file, libfuse3', files: [bare3File, bare3File] },
+      );
+    } else {
+      console.log(`libfuse3 rows skipped: ${l3why}`);
+    }
+    if (host.file === null) console.log(`host cgroup cpu.stat row skipped: ${host.why}`);
+    else targets.push({ label: `host cgroup's own cpu.stat`, file: host.file });
+    await latencies(targets, view);
+    await concurrency(pairs);
+    await d3?.stop();
+    d3 = null;
+    await bare3?.unmount();
+    bare3 = null;
     await findBench(d, base);
     await rssBench(base, rss1k);
     await hostRssBench(base, host);
   } finally {
     await bare?.unmount();
+    await bare3?.unmount();
     await d?.stop();
+    await d3?.stop();
     await host.cleanup();
     // Only empty mount points are left once everything is unmounted; a mount still there stays.
     await rm(base, { recursive: true, force: true }).catch((e: unknown) => console.log(`left ${base}: ${(e as Error).message}`));
