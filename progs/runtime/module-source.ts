@@ -44,6 +44,12 @@ export function isolateShims(key: readonly number[]): string {
     class TextEncoder {
       encode(s) {
         s = String(s);
+        // Most text a view prints is ASCII: one byte per unit, no array of numbers to build.
+        if (!/[^\x00-\x7f]/.test(s)) {
+          const b = new Uint8Array(s.length);
+          for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+          return b;
+        }
         const out = [];
         for (let i = 0; i < s.length; i++) {
           let c = s.charCodeAt(i);
@@ -62,6 +68,13 @@ export function isolateShims(key: readonly number[]): string {
     }
     class TextDecoder {
       decode(b) {
+        let ascii = true;
+        for (let i = 0; i < b.length; i++) if (b[i] > 0x7f) { ascii = false; break; }
+        if (ascii) {
+          let t = '';
+          for (let i = 0; i < b.length; i += 4096) t += String.fromCharCode.apply(null, b.subarray(i, i + 4096));
+          return t;
+        }
         let s = '';
         for (let i = 0; i < b.length; ) {
           const c = b[i];
