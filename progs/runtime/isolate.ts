@@ -97,6 +97,9 @@ function seqRoom(sink: SeqSink): number {
   return Number.isFinite(room) ? Math.max(0, Math.min(room, 1 << 20)) : 1 << 20;
 }
 
+/** The most a new isolate spends warming its formatting code (PreludeApi.warm). */
+const WARM_TIMEOUT_MS = 500;
+
 /** Bytes of the scratch buffer keys and values cross in: the largest key plus value a program passes. */
 const SCRATCH_BYTES = 1 << 16;
 
@@ -430,6 +433,16 @@ export class ObjectIsolate implements ProgRunner {
   #installed(iso: ivm.Isolate, ctx: ivm.Context, api: ivm.Reference<PreludeApi>, load: ivm.Reference<unknown>, wrapper: ivm.Reference<unknown>): void {
     load.release();
     wrapper.release();
+    // Our own code, interruptible, with its own limit: a machine too busy to finish it only makes
+    // the first runs slower.
+    const warm = api.getSync('warm', { reference: true });
+    try {
+      warm.applySync(api.derefInto(), [], { timeout: WARM_TIMEOUT_MS });
+    } catch (e) {
+      debug('warming %s\'s isolate stopped: %s', this.#spec.filename, this.#describe(e));
+    } finally {
+      warm.release();
+    }
     this.#run = api.getSync('run', { reference: true }) as ivm.Reference<PreludeApi['run']>;
     api.release();
     this.#ctx = ctx;

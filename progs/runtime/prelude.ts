@@ -52,6 +52,8 @@ export interface PreludeInit {
 export interface PreludeApi {
   /** Evaluates the object's module (its CommonJS wrapper) and binds its maps and programs. */
   load(wrapper: (exports: object, require: (name: string) => unknown, module: object, gc: undefined) => void): void;
+  /** Exercises the prelude's own hot code (formatting), so that runs do not pay to compile it. */
+  warm(): void;
   /** Runs program `prog` with a ctx built from `rec`: its return value and what it wrote to its seq_file. */
   run(prog: number, rec: RunRecord): RunResult;
 }
@@ -394,16 +396,6 @@ export function isolatePrelude(
 
   const api: PreludeApi = {
     load(wrapper) {
-      // V8 compiles a function at its first call: formatting is exercised here, at load, under the
-      // load's own time limit, so that a view's first run does not pay for compiling bprintf.
-      // A few hundred calls: enough for V8 to move the formatting code past its interpreter, which
-      // runs it several times slower (a 300-line view's first run took 50 ms without this).
-      for (let i = 0; i < WARM_CALLS; i++) {
-        const warm = new seqModule.BufferSeqSink(256);
-        seqModule.bpf_seq_printf(warm, '%d %5u %-4s %llx %lld %c %%\n', i, 2, 'x', 3n, -4n, 65);
-        seqModule.bpf_seq_printf(warm, 'line %03d of %s %llu\n', i, 'name', BigInt(i));
-        seqModule.bpf_seq_write(warm, utf8.encode('warm'));
-      }
       const exports: Record<string, unknown> = {};
       const module = { exports };
       try {
@@ -427,6 +419,17 @@ export function isolatePrelude(
         if (fn === undefined) throw new TypeError(`program '${d.name}' is not the export the loader parsed`);
         programs[i]!.fn = fn;
       });
+    },
+    warm() {
+      // V8 compiles a function at its first call and runs it in its interpreter until it is hot,
+      // several times slower: a few hundred calls here, before any run, keep a 300-line view's
+      // first run from spending its deadline there (it took 50 ms without this).
+      for (let i = 0; i < WARM_CALLS; i++) {
+        const warm = new seqModule.BufferSeqSink(256);
+        seqModule.bpf_seq_printf(warm, '%d %5u %-4s %llx %lld %c %%\n', i, 2, 'x', 3n, -4n, 65);
+        seqModule.bpf_seq_printf(warm, 'line %03d of %s %llu\n', i, 'name', BigInt(i));
+        seqModule.bpf_seq_write(warm, utf8.encode('warm'));
+      }
     },
     run(prog, rec) {
       const p = programs[prog];
