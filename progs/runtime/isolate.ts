@@ -346,6 +346,14 @@ export class ObjectIsolate implements ProgRunner {
       this.#discard(iso, api, load, wrapper);
       throw bpfError('EINVAL', `${this.#spec.filename}: the module's top-level code failed: ${this.#describe(e)}`);
     }
+    const warm = api.getSync('warm', { reference: true });
+    try {
+      warm.applySync(api.derefInto(), [], { timeout: WARM_TIMEOUT_MS });
+    } catch (e) {
+      this.#warmStopped(e);
+    } finally {
+      warm.release();
+    }
     this.#installed(iso, ctx, api, load, wrapper);
   }
 
@@ -368,6 +376,11 @@ export class ObjectIsolate implements ProgRunner {
         this.#discard(iso, api, load, wrapper);
         throw this.#fault(prog, 'EIO', `prog ${prog.name} not run: rebuilding ${this.#spec.filename}'s isolate failed: ${this.#describe(e)}`);
       }
+      // Off this thread as well: a rebuild after every fault of a hostile object must not cost the
+      // other readers the warm-up each time.
+      const warm = api.getSync('warm', { reference: true });
+      await warm.apply(api.derefInto(), [], { timeout: WARM_TIMEOUT_MS }).catch((e: unknown) => this.#warmStopped(e));
+      warm.release();
       this.#installed(iso, ctx, api, load, wrapper);
     } finally {
       this.#building = false;
@@ -424,6 +437,12 @@ export class ObjectIsolate implements ProgRunner {
     }
   }
 
+  /** Warming is our own code with its own limit: a machine too busy to finish it only makes the first runs slower. */
+  /* c8 ignore next 3 -- only a machine that cannot run the warm-up within 500 ms gets here */
+  #warmStopped(e: unknown): void {
+    debug('warming %s\'s isolate stopped: %s', this.#spec.filename, this.#describe(e));
+  }
+
   #discard(iso: ivm.Isolate, ...refs: ivm.Reference<unknown>[]): void {
     if (iso.isDisposed) return;
     for (const r of refs) r.release();
@@ -433,16 +452,6 @@ export class ObjectIsolate implements ProgRunner {
   #installed(iso: ivm.Isolate, ctx: ivm.Context, api: ivm.Reference<PreludeApi>, load: ivm.Reference<unknown>, wrapper: ivm.Reference<unknown>): void {
     load.release();
     wrapper.release();
-    // Our own code, interruptible, with its own limit: a machine too busy to finish it only makes
-    // the first runs slower.
-    const warm = api.getSync('warm', { reference: true });
-    try {
-      warm.applySync(api.derefInto(), [], { timeout: WARM_TIMEOUT_MS });
-    } catch (e) {
-      debug('warming %s\'s isolate stopped: %s', this.#spec.filename, this.#describe(e));
-    } finally {
-      warm.release();
-    }
     this.#run = api.getSync('run', { reference: true }) as ivm.Reference<PreludeApi['run']>;
     api.release();
     this.#ctx = ctx;
