@@ -134,7 +134,6 @@ export function isolatePrelude(
     gen: number;
     slot: number;
     id: number;
-    cgroup: number;
     info: [number, string] | null | undefined;
   }
   const handles = new WeakMap<object, HandleRec>();
@@ -144,11 +143,11 @@ export function isolatePrelude(
     sk: freeze({ [Symbol.toStringTag]: 'Sock' }),
   };
   let curGen = -1;
-  const mint = (kind: HandleKind, slot: number, id: number, fields: Record<string, unknown>, cgroup = 0, info?: [number, string]): object => {
+  const mint = (kind: HandleKind, slot: number, id: number, fields: Record<string, unknown>, info?: [number, string]): object => {
     const h = Object.create(protos[kind]) as Record<string, unknown>;
     for (const k of Object.keys(fields)) h[k] = fields[k];
     freeze(h);
-    handles.set(h, { kind, gen: curGen, slot, id, cgroup, info });
+    handles.set(h, { kind, gen: curGen, slot, id, info });
     return h;
   };
   /** The handle's record when x is a live handle of this kind in the current run. */
@@ -445,11 +444,11 @@ export function isolatePrelude(
       const ctx: Record<string, unknown> = {};
       if (rec.meta !== undefined) ctx.meta = freeze({ seq: curSeq, session_id: rec.meta.session_id, seq_num: rec.meta.seq_num });
       const c = rec.cgroup;
-      if (c !== undefined) ctx.cgroup = c === null ? null : mint('cgroup', c.slot, c.id, {}, 0, [c.level, c.name]);
+      if (c !== undefined) ctx.cgroup = c === null ? null : mint('cgroup', c.slot, c.id, {}, [c.level, c.name]);
       curFiles = c !== undefined && c !== null && rec.files !== undefined ? rec.files : null;
       curFilesSlot = c !== undefined && c !== null ? c.slot : -1;
       const t = rec.task;
-      curTask = t === undefined || t === null ? null : mint('task', t.slot, t.pid, { pid: t.pid, tgid: t.tgid, comm: t.comm }, t.cgroup);
+      curTask = t === undefined || t === null ? null : mint('task', t.slot, t.pid, { pid: t.pid, tgid: t.tgid, comm: t.comm });
       if (t !== undefined) ctx.task = curTask;
       const s = rec.sk;
       if (s !== undefined) ctx.sk = s === null ? null : mint('sk', s.slot, 0, { family: s.family, type: s.type, protocol: s.protocol });
